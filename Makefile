@@ -1,0 +1,48 @@
+# clamp-index: every target does its own set-up on a fresh clone.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CLAMP  := $(VENV)/bin/clamp
+MODEL  ?= build/model
+CORPUS  = $(shell $(PY) -c 'import music21, pathlib; print(pathlib.Path(music21.__file__).parent / "corpus")')
+
+.PHONY: setup test demo export lint bench clean
+
+setup: $(VENV)/.installed
+
+# torch==2.13.0 (CPU) first: an unpinned torch would pull the CUDA stack.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[export,index,train,dev]'
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+export: setup
+	$(CLAMP) export --model default --out $(MODEL)
+
+demo: export
+	$(CLAMP) embed "$(CORPUS)" --model $(MODEL) --out build/shards
+	$(CLAMP) index build build/shards --out build/index
+	$(CLAMP) search "a lively jig in D major" --index build/index -k 5
+	$(CLAMP) search "a slow air in E minor" --index build/index -k 5
+	$(CLAMP) search "a German folk song" --index build/index -k 5 --filter 'meter = "3/4"'
+	$(CLAMP) similar "$(CORPUS)/ryansMammoth/SleepyMaggieReel.abc" --index build/index -k 5
+	$(CLAMP) classify "$(CORPUS)/ryansMammoth/SleepyMaggieReel.abc" --model $(MODEL) --label-set tune-type
+	@echo
+	@echo "Serve it:  $(CLAMP) serve --index build/index   (then open http://127.0.0.1:8000/docs)"
+
+lint: setup
+	$(VENV)/bin/ruff check runtime exporter indexer training tests bench
+
+bench: export
+	$(PY) bench/bench_patching.py
+	$(PY) bench/bench_embed.py
+	$(PY) bench/bench_pipeline.py --model $(MODEL)
+	$(PY) bench/bench_index.py
+
+clean:
+	rm -rf build

@@ -1,0 +1,1 @@
+"""clamp-index batch indexer: ABC corpora -> Parquet embedding shards -> HNSW index."""

@@ -1,0 +1,176 @@
+"""Corpus inputs -> tune records: files, directories and globs of ABC files and tables, streamed one file at a time.
+
+Each input file kind has one reader in `READERS`, keyed by extension; a converter for another format
+(MusicXML, MIDI) slots in as one more entry that yields `TuneRecord`s.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.abc import read_header, split_tunes, tune_id
+
+
+@dataclass(frozen=True)
+class TuneRecord:
+    """One tune to embed: its stable id, where it came from, its ABC text and its metadata."""
+
+    id: str
+    source: str
+    tune_index: int
+    abc: str
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Something that could not be read, decoded, patched or embedded; `tune_index` None means the whole file.
+
+    stage: "read" (file or row unreadable; nothing embedded), "decode" (a note: the file was not valid
+    UTF-8 and was read as Latin-1; its tunes are still embedded), "patch", "encode".
+    """
+
+    source: str
+    tune_index: int | None
+    stage: str
+    reason: str
+    id: str | None = None
+
+    @property
+    def is_note(self) -> bool:
+        """True for records that do not stop anything from being embedded."""
+        return self.stage == "decode"
+
+    @property
+    def key(self) -> str:
+        """What makes two failures the same one, so a resumed run does not record it twice."""
+        return self.id or f"{self.source}\x00{self.tune_index}\x00{self.stage}"
+
+
+@dataclass(frozen=True)
+class TableColumns:
+    """Which columns of a JSONL/Parquet table hold the ABC text and (optionally) the tune id."""
+
+    abc: str = "abc"
+    id: str | None = None
+
+
+Item = TuneRecord | Failure
+FileReader = Callable[[Path, str, TableColumns], Iterator[Item]]
+
+
+def decode_bytes(data: bytes) -> tuple[str, str | None]:
+    """Text of a file's bytes: UTF-8 (BOM dropped), else Latin-1 with a note saying where UTF-8 failed."""
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as err:
+        return data.decode("latin-1"), f"not valid UTF-8 (byte {err.start}: {err.reason}); read as Latin-1"
+
+
+def read_abc_file(path: Path, source: str, columns: TableColumns) -> Iterator[Item]:
+    """Tunes of a multi-tune ABC file (one per X: record; a file with no X: line is one tune)."""
+    text, note = decode_bytes(path.read_bytes())
+    if note:
+        yield Failure(source, None, "decode", note)
+    tunes = split_tunes(text)
+    if not tunes and text.strip():
+        yield TuneRecord(tune_id(source, 0, text), source, 0, text, read_header(text.split("\n")))
+    for tune in tunes:
+        yield TuneRecord(tune_id(source, tune.index, tune.abc), source, tune.index, tune.abc, dict(tune.meta))
+
+
+def row_record(row: dict, source: str, index: int, columns: TableColumns) -> Item:
+    """A table row as a tune: ABC headers give the metadata, the row's other columns add to it."""
+    abc = row.get(columns.abc)
+    if not isinstance(abc, str) or not abc.strip():
+        found = "missing" if abc is None else f"a {type(abc).__name__}" if not isinstance(abc, str) else "empty"
+        return Failure(source, index, "read", f"row {index}: ABC column {columns.abc!r} is {found}")
+    if columns.id is not None and row.get(columns.id) in (None, ""):
+        return Failure(source, index, "read", f"row {index}: id column {columns.id!r} is empty")
+    abc = abc.replace("\r\n", "\n")
+    meta = read_header(abc.split("\n"))
+    for name, value in row.items():
+        if name not in (columns.abc, columns.id) and value is not None:
+            meta[name] = value if isinstance(value, str) else json.dumps(value, default=str)
+    ident = str(row[columns.id]) if columns.id is not None else tune_id(source, index, abc)
+    return TuneRecord(ident, source, index, abc, meta)
+
+
+def read_jsonl_file(path: Path, source: str, columns: TableColumns) -> Iterator[Item]:
+    """Rows of a JSON-lines table (one object per non-empty line), streamed line by line."""
+    with path.open("rb") as lines:
+        index = 0
+        for line_no, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as err:
+                yield Failure(source, index, "read", f"line {line_no}: not a JSON object ({err})")
+            else:
+                if isinstance(row, dict):
+                    yield row_record(row, source, index, columns)
+                else:
+                    yield Failure(source, index, "read", f"line {line_no}: a JSON {type(row).__name__}, not an object")
+            index += 1
+
+
+def read_parquet_file(path: Path, source: str, columns: TableColumns, batch_rows: int = 1024) -> Iterator[Item]:
+    """Rows of a Parquet table, streamed a row group batch at a time."""
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(path)
+    names = table.schema_arrow.names
+    for needed, option in ((columns.abc, "--abc-column"), (columns.id, "--id-column")):
+        if needed is not None and needed not in names:
+            yield Failure(source, None, "read", f"no column {needed!r} (columns: {', '.join(names)}); pass {option}")
+            return
+    index = 0
+    for batch in table.iter_batches(batch_size=batch_rows):
+        for row in batch.to_pylist():
+            yield row_record(row, source, index, columns)
+            index += 1
+
+
+READERS: dict[str, FileReader] = {
+    ".abc": read_abc_file,
+    ".jsonl": read_jsonl_file,
+    ".parquet": read_parquet_file,
+}
+
+
+def expand_inputs(inputs: Iterable[str]) -> list[Path]:
+    """The files named by inputs (files, directories searched recursively, glob patterns), each once, in order."""
+    files: list[Path] = []
+    for spec in inputs:
+        path = Path(spec)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in READERS and p.is_file())
+        elif path.exists():
+            if path.suffix.lower() not in READERS:
+                raise ValueError(f"{spec}: cannot read {path.suffix or 'extensionless'} files; inputs are "
+                                 f"{', '.join(READERS)} files, directories of them, or glob patterns")
+            found = [path]
+        else:
+            found = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in READERS)
+        if not found:
+            raise ValueError(f"{spec}: no {'/'.join(READERS)} files there (not a file, a directory or a matching glob)")
+        files.extend(found)
+    unique: dict[Path, Path] = {}
+    for path in files:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
+
+
+def read_inputs(files: Iterable[Path], columns: TableColumns = TableColumns()) -> Iterator[Item]:
+    """Every tune record (or failure) of the files, one file at a time so memory stays bounded."""
+    for path in files:
+        source = path.as_posix()
+        try:
+            yield from READERS[path.suffix.lower()](path, source, columns)
+        except Exception as err:  # one unreadable file never stops a run: it is recorded and skipped
+            yield Failure(source, None, "read", f"cannot read {source}: {type(err).__name__}: {err}")

@@ -1,0 +1,63 @@
+"""The one `clamp` command: a click group whose subcommands live next to the code they drive.
+
+Subcommands are imported only when invoked, so `clamp search` never imports torch and
+`clamp --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> ("module:attribute" of a click command, one-line help for `clamp --help`), in listing order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "search": ("runtime.query_cli:search", "Text -> music: find tunes matching a description."),
+    "similar": ("runtime.query_cli:similar", "Music -> music: tunes similar to a given tune."),
+    "classify": ("runtime.query_cli:classify", "Zero-shot: rank label texts for a tune."),
+    "query": ("runtime.query_cli:query", "Ad-hoc clamp.py-style queries over a folder or file of keys."),
+    "serve": ("runtime.server:serve", "HTTP API and web page over an index."),
+    "embed": ("indexer.cli:embed", "Batch-embed ABC corpora into Parquet shards (resumable)."),
+    "index": ("indexer.index_cli:index", "Build and inspect HNSW indices over shards."),
+    "export": ("exporter.cli:export", "Export a CLaMP checkpoint to an ONNX model dir."),
+    "patch": ("runtime.patch_cli:patch", "Show the bar patches the model sees for each tune."),
+    "train": ("training.cli:train", "Train the default model on the music21 ABC collections."),
+    "eval": ("training.cli:evaluate", "Evaluate a checkpoint on the held-out split."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports each subcommand's module on first use."""
+
+    def __init__(self, *args, lazy_commands: dict[str, tuple[str, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.lazy_commands) + sorted(super().list_commands(ctx))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.lazy_commands:
+            return super().get_command(ctx, cmd_name)
+        module_name, attr = self.lazy_commands[cmd_name][0].split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List subcommands from the table, without importing them (keeps `--help` instant and torch-free)."""
+        rows = [(name, short) for name, (_, short) in self.lazy_commands.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="clamp-index")
+def main() -> None:
+    """clamp-index: cross-modal symbolic music retrieval with CLaMP.
+
+    \b
+    Typical flow:
+      clamp export --out build/model            # model dir (ONNX encoders)
+      clamp embed corpus/ --model build/model --out build/shards
+      clamp index build build/shards --out build/index
+      clamp search "a lively jig in D major" --index build/index
+    """

@@ -1,0 +1,130 @@
+"""CLaMP 1 bar patching: ABC text -> [P, 64] ids in [0, 97], exactly as the released `MusicPatchilizer`.
+
+Each bar of the body (content + its closing bar line) and each header line becomes one patch of 64
+characters: printable ASCII 32..126 -> 1..95, anything else -> 0 (PAD), EOS (97) right after the last
+character of a patch shorter than 64, and one all-EOS patch at the end; then head truncation.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from unidecode import unidecode
+
+PATCH_LENGTH = 64
+N_CLASSES = 98
+PAD_ID, MASK_ID, EOS_ID = 0, 96, 97
+
+BAR_DELIMITERS = ("|:", "::", ":|", "[|", "||", "|]", "|")
+_BAR_SPLIT = re.compile("(" + "|".join(map(re.escape, BAR_DELIMITERS)) + ")")
+
+# Header fields CLaMP strips before patching (spec §2.2). Deviation from the released code: it lists
+# 'G' without a colon; we drop only `G:` lines, so a music line starting with the note G survives.
+_DROPPED_FIELDS = frozenset(
+    ["A:", "B:", "C:", "D:", "F:", "G:", "H:", "N:", "O:", "R:", "r:", "S:", "T:", "W:", "w:", "X:", "Z:"]
+)
+
+# Byte value -> class id: printable ASCII maps to ord(c) - 31, everything else to PAD.
+_CLASS_OF_BYTE = np.zeros(256, dtype=np.uint8)
+_CLASS_OF_BYTE[32:127] = np.arange(1, 96, dtype=np.uint8)
+
+
+def abc_filter(abc: str) -> str:
+    """Drop the header lines CLaMP never sees (title, composer, origin, lyrics, comments...) and trailing % comments."""
+    out = []
+    for line in abc.split("\n"):
+        is_score = line.startswith("%%score")
+        if line[:2] in _DROPPED_FIELDS or (line.startswith("%") and not is_score):
+            continue
+        if "%" in line and not is_score:
+            line = line[: line.rindex("%")][:-1]
+        out.append(line + "\n")
+    return "".join(out)
+
+
+def split_bars(body: str) -> list[str]:
+    """Bars of a body, each with its closing bar line; a leading bar line sticks to the first bar.
+
+    As in CLaMP, text after the last bar line is dropped and a body without bar lines yields no bars.
+    """
+    items = [item for item in _BAR_SPLIT.split(body) if item]
+    if len(items) > 1 and items[0] in BAR_DELIMITERS:
+        items = [items[0] + items[1]] + items[2:]
+    return [items[2 * i] + items[2 * i + 1] for i in range(len(items) // 2)]
+
+
+def _is_header(line: str) -> bool:
+    return len(line) > 1 and ((line[0].isalpha() and line[1] == ":") or line.startswith("%%score"))
+
+
+def patch_strings(abc: str) -> list[str]:
+    """The text of each patch (before the 64-character cut), in order, without the EOS patch."""
+    if not abc.isascii():
+        abc = unidecode(abc)
+    patches: list[str] = []
+    body: list[str] = []
+    for line in abc.split("\n"):
+        if _is_header(line):
+            if body:
+                patches.extend(split_bars("".join(body)))
+                body = []
+            patches.append(line)
+        else:
+            body.append(line)
+    if body:
+        patches.extend(split_bars("".join(body)))
+    return patches
+
+
+def encode_patches(strings: list[str], patch_length: int = PATCH_LENGTH) -> np.ndarray:
+    """Patch strings -> uint8 ids [len(strings), patch_length], vectorised over all characters at once."""
+    n = len(strings)
+    if n == 0:
+        return np.zeros((0, patch_length), dtype=np.uint8)
+    cut = [s[:patch_length] for s in strings]
+    raw = np.frombuffer("".join(s.ljust(patch_length, "\0") for s in cut).encode("latin-1", "replace"), np.uint8)
+    ids = _CLASS_OF_BYTE[raw].reshape(n, patch_length)
+    lengths = np.fromiter((len(s) for s in cut), dtype=np.int64, count=n)
+    rows = np.flatnonzero((lengths > 0) & (lengths < patch_length))
+    ids[rows, lengths[rows]] = EOS_ID
+    return ids
+
+
+def patchilize(abc: str, max_patches: int | None, add_eos_patch: bool = True) -> np.ndarray:
+    """Filtered ABC -> uint8 [P, 64] patch ids, the EOS patch appended, then the first `max_patches` kept."""
+    ids = encode_patches(patch_strings(abc))
+    if add_eos_patch:
+        ids = np.concatenate([ids, np.full((1, PATCH_LENGTH), EOS_ID, dtype=np.uint8)])
+    return ids if max_patches is None else ids[:max_patches]
+
+
+def prepare_music(abc: str, max_patches: int | None) -> np.ndarray:
+    """What the model sees of one tune: ASCII transliteration, CLaMP's filter, bar patches."""
+    abc = abc.replace("\r", "")
+    if not abc.isascii():
+        abc = unidecode(abc)
+    return patchilize(abc_filter(abc), max_patches)
+
+
+def segments(patches: np.ndarray, max_patches: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """CLaMP 2's long-piece handling: consecutive windows, the last one the final full window, and their weights.
+
+    Average the windows' embeddings with these weights (each window's new patches) instead of truncating.
+    """
+    n = len(patches)
+    if n <= max_patches:
+        return [patches], np.ones(1)
+    starts = list(range(0, n - max_patches, max_patches)) + [n - max_patches]
+    weights = [max_patches] * (len(starts) - 1) + [n - (len(starts) - 1) * max_patches]
+    return [patches[s : s + max_patches] for s in starts], np.asarray(weights, dtype=np.float64)
+
+
+def decode_patches(patches: np.ndarray) -> list[str]:
+    """Patch ids back to text, one string per patch, stopping at the first PAD, MASK or EOS."""
+    out = []
+    for row in np.asarray(patches):
+        stop = np.flatnonzero((row == PAD_ID) | (row >= MASK_ID))
+        end = int(stop[0]) if len(stop) else len(row)
+        out.append(bytes((row[:end] + 31).astype(np.uint8)).decode("ascii"))
+    return out

@@ -1,0 +1,114 @@
+"""What every query shares: result hits, exact top-k over a matrix, clamp.py's softmax, metadata filters."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# Rows of keys scored at once by the exact search: bounds memory to queries x chunk floats.
+EXACT_CHUNK_ROWS = 65536
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result: the key's id, its cosine with the query, its metadata and (on request) its ABC."""
+
+    id: str
+    score: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+    abc: str | None = None
+
+
+def softmax_probs(scores: np.ndarray | list[float], scale: float = math.e) -> np.ndarray:
+    """clamp.py's "Prob": softmax of scale * cosine over the given keys (presentation only)."""
+    logits = scale * np.asarray(scores, dtype=np.float64)
+    if logits.size == 0:
+        return logits
+    weights = np.exp(logits - logits.max())
+    return weights / weights.sum()
+
+
+def hits_as_dicts(hits: list[Hit]) -> list[dict[str, Any]]:
+    """JSON-ready hits, best first, each with its cosine and its softmax probability over these hits."""
+    probs = softmax_probs([h.score for h in hits])
+    rows = []
+    for hit, prob in zip(hits, probs, strict=True):
+        row: dict[str, Any] = {"id": hit.id, "score": round(hit.score, 6), "prob": round(float(prob), 6)}
+        row.update(hit.metadata)
+        if hit.abc is not None:
+            row["abc"] = hit.abc
+        rows.append(row)
+    return rows
+
+
+def exact_top_k(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force inner-product top-k: (scores, row numbers), each [Q, min(k, N)], best first.
+
+    `keys` may be float16 or memory-mapped: it is read in chunks and scored in float32.
+    """
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    k = min(k, len(keys))
+    best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((len(queries), 0), dtype=np.int64)
+    for start in range(0, len(keys), EXACT_CHUNK_ROWS):
+        chunk = np.asarray(keys[start : start + EXACT_CHUNK_ROWS], dtype=np.float32)
+        rows = np.broadcast_to(np.arange(start, start + len(chunk)), (len(queries), len(chunk)))
+        scores = np.concatenate([best_scores, queries @ chunk.T], axis=1)
+        rows = np.concatenate([best_rows, rows], axis=1)
+        if scores.shape[1] > k:
+            keep = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            scores = np.take_along_axis(scores, keep, axis=1)
+            rows = np.take_along_axis(rows, keep, axis=1)
+        best_scores, best_rows = scores, rows
+    order = np.argsort(-best_scores, axis=1, kind="stable")
+    return np.take_along_axis(best_scores, order, axis=1), np.take_along_axis(best_rows, order, axis=1)
+
+
+# ---- metadata filters: `field op value [and field op value ...]` ----
+
+FILTER_OPS = ("=", "!=", "contains")
+_CONDITION = re.compile(
+    r"""\s*(?P<field>[A-Za-z_][A-Za-z0-9_]*)\s*
+        (?P<op>!=|=|contains\b)\s*
+        (?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s"']+)\s*""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_AND = re.compile(r"and\b\s*", re.IGNORECASE)
+FILTER_HELP = (
+    'FIELD OP VALUE joined by "and"; OP is =, != or contains (case-insensitive); quote values with spaces. '
+    "Fields: title, composer, origin, rhythm, key, meter, source, tune_index, or any ABC header name "
+    '(e.g. area, book). Example: meter = 6/8 and origin contains "Ireland"'
+)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One `field op value` test of a filter."""
+
+    field: str
+    op: str
+    value: str
+
+
+def parse_filter(text: str) -> list[Condition]:
+    """Parse a filter such as `meter = "6/8" and origin contains Ireland`; raise ValueError saying where."""
+    conditions, pos = [], 0
+    while True:
+        m = _CONDITION.match(text, pos)
+        if not m:
+            raise ValueError(f"bad filter {text!r} at character {pos}: expected {FILTER_HELP}")
+        value = m.group("value")
+        if value[0] in "\"'":
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        conditions.append(Condition(m.group("field").lower(), m.group("op").lower(), value))
+        pos = m.end()
+        if pos == len(text):
+            return conditions
+        and_match = _AND.match(text, pos)
+        if not and_match:
+            raise ValueError(f'bad filter {text!r} at character {pos}: expected "and" or the end')
+        pos = and_match.end()

@@ -1,0 +1,19 @@
+"""The runtime stays tiny: importing it (and its CLI) never pulls torch, transformers or pyarrow."""
+
+import subprocess
+import sys
+
+HEAVY = ("torch", "transformers", "pyarrow")
+
+
+def test_runtime_imports_no_heavy_dependencies():
+    code = (
+        "import sys, runtime, runtime.abc, runtime.patching, runtime.text, runtime.cli, runtime.patch_cli\n"
+        "import importlib.util\n"
+        "for m in ['runtime.encoder', 'runtime.index', 'runtime.query_cli', 'runtime.server']:\n"
+        "    if importlib.util.find_spec(m): importlib.import_module(m)\n"
+        "import importlib\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
