@@ -27,7 +27,9 @@ def _eager(config):
 def build_text_encoder(text: dict) -> RobertaModel | BertModel:
     """The text tower described by a family's "text" section, randomly initialised."""
     if text["arch"] not in TEXT_ARCHS:
-        raise ValueError(f"unknown text arch {text['arch']!r} in model family; expected one of {sorted(TEXT_ARCHS)}")
+        raise ValueError(
+            f"unknown text arch {text['arch']!r} in model family; expected one of {sorted(TEXT_ARCHS)}"
+        )
     config_cls, model_cls = TEXT_ARCHS[text["arch"]]
     config = config_cls(
         vocab_size=text["vocab_size"],
@@ -43,8 +45,21 @@ def build_text_encoder(text: dict) -> RobertaModel | BertModel:
     return model_cls(_eager(config))
 
 
+def gathered_sum(rows: torch.Tensor, table: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """Sum of table rows [..., L] -> [..., H] with plain Gather + ReduceSum, for ONNX graphs.
+
+    The tracer turns embedding_bag into an ONNX Loop over patches (2x slower in ORT); gathering
+    `chunk` positions at a time bounds the intermediate to [..., chunk, H] (whole-patch gathers need
+    1.6 GB for 8192 patches of a 768-wide model).
+    """
+    total = F.embedding(rows[..., :chunk], table).sum(-2)
+    for start in range(chunk, rows.shape[-1], chunk):
+        total = total + F.embedding(rows[..., start : start + chunk], table).sum(-2)
+    return total
+
+
 class MusicEncoder(nn.Module):
-    """Bar patches -> contextual patch vectors: patch embedding + BERT fed through inputs_embeds (spec §1.2)."""
+    """Bar patches -> contextual patch vectors: patch embedding + BERT fed by inputs_embeds (spec §1.2)."""
 
     def __init__(self, music: dict):
         super().__init__()
@@ -63,12 +78,10 @@ class MusicEncoder(nn.Module):
             pad_token_id=0,
         )
         self.enc = BertModel(_eager(config))
-        self.register_buffer(
-            "class_offsets", torch.arange(self.patch_length) * N_CLASSES, persistent=False
-        )
+        self.register_buffer("class_offsets", torch.arange(self.patch_length) * N_CLASSES, persistent=False)
 
     def embed_patches(self, patches: torch.Tensor) -> torch.Tensor:
-        """patch_embedding(one_hot(patches)) computed as a sum of 64 table rows, never the 6272-wide one-hot.
+        """patch_embedding(one_hot(patches)) as a sum of 64 table rows, never the 6272-wide one-hot.
 
         Row pos*98+class of W.T is the column the one-hot selects for character `class` at `pos`, so the
         product equals bias + the sum of those rows (the flatten order is position-major, spec §1.2).
@@ -76,10 +89,13 @@ class MusicEncoder(nn.Module):
         batch, n_patches, length = patches.shape
         if length != self.patch_length:
             raise ValueError(f"patches have {length} characters each; this model expects {self.patch_length}")
-        rows = (patches.long() + self.class_offsets).reshape(-1, length)
-        table = self.patch_embedding.weight.t().contiguous()
-        summed = F.embedding_bag(rows, table, mode="sum")
-        return (summed + self.patch_embedding.bias).reshape(batch, n_patches, -1)
+        rows = patches.long() + self.class_offsets
+        table = self.patch_embedding.weight.t()
+        if torch.onnx.is_in_onnx_export():
+            summed = gathered_sum(rows, table)
+        else:
+            summed = F.embedding_bag(rows.reshape(-1, length), table.contiguous(), mode="sum")
+        return summed.reshape(batch, n_patches, -1) + self.patch_embedding.bias
 
     def forward(self, patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
         """[B,P,64] ids in [0,98) and a [B,P] mask -> [B,P,H] last hidden states."""
@@ -108,7 +124,7 @@ class CLaMP(nn.Module):
         return self.text_proj(self.text_pooled(input_ids, attention_mask))
 
     def music_pooled(self, patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
-        """[B,P,64] patch ids and [B,P] mask -> [B,H]: masked mean of the music encoder's last hidden state."""
+        """[B,P,64] patch ids and [B,P] mask -> [B,H]: masked mean of the music encoder's last layer."""
         return masked_mean(self.music_enc(patches, patch_mask), patch_mask)
 
     def encode_music(self, patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:

@@ -31,8 +31,13 @@ def test_split_tunes_positions_and_metadata():
     assert [t.line for t in tunes] == [5, 13]
     assert tunes[0].abc.startswith("X:1\n") and "X:2" not in tunes[0].abc
     assert tunes[0].meta == {
-        "book": "The Book", "origin": "Ireland", "reference": "1", "title": "The First / Alt Title",
-        "rhythm": "jig", "meter": "6/8", "key": "D",
+        "book": "The Book",
+        "origin": "Ireland",
+        "reference": "1",
+        "title": "The First / Alt Title",
+        "rhythm": "jig",
+        "meter": "6/8",
+        "key": "D",
     }
     assert tunes[1].meta["title"] == "Second" and tunes[1].meta["key"] == "Ador"
     assert tunes[1].meta["composer"] == "Trad." and tunes[1].meta["unit"] == "1/8"

@@ -94,7 +94,13 @@ def test_leading_bar_line_sticks_to_first_bar_and_trailing_fragment_is_dropped()
 def test_header_lines_flush_the_body_and_become_one_patch():
     abc = "K:G\nAB|cd|\nK:D\nef|\n%%score (1 2)\ngg|"
     assert decode_patches(patchilize(abc, None, add_eos_patch=False)) == [
-        "K:G", "AB|", "cd|", "K:D", "ef|", "%%score (1 2)", "gg|",
+        "K:G",
+        "AB|",
+        "cd|",
+        "K:D",
+        "ef|",
+        "%%score (1 2)",
+        "gg|",
     ]
 
 
@@ -110,7 +116,7 @@ def test_head_truncation_drops_the_eos_patch():
 
 
 def test_non_ascii_goes_through_unidecode_and_controls_become_pad():
-    row = prepare_music("K:C\n\"Caf\u00e9\" c\tc|\n", 512)[1]
+    row = prepare_music('K:C\n"Caf\u00e9" c\tc|\n', 512)[1]
     assert decode_patches(row[None])[0] == '"Cafe" c'  # decoding stops at the PAD left by the tab
     assert row[8] == 0 and row[9] == ord("c") - 31
 

@@ -1,0 +1,184 @@
+"""Text and music encoders on ONNX Runtime: batched, padded, length-sorted; returns L2-normalised vectors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from runtime.modeldir import (
+    GRAPH_INPUTS,
+    GRAPH_OUTPUTS,
+    PRECISIONS,
+    ModelDirError,
+    encoder_file,
+    read_config,
+    verify_model_dir,
+)
+from runtime.patching import PAD_ID, prepare_music
+from runtime.text import TextTokenizer
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def resolve_provider(provider: str) -> str:
+    """ "auto" -> "cuda" when ONNX Runtime has the CUDA provider, else "cpu"."""
+    available = ort.get_available_providers()
+    if provider == "auto":
+        return "cuda" if PROVIDERS["cuda"] in available else "cpu"
+    if provider not in PROVIDERS:
+        raise ValueError(f"unknown provider {provider!r}; use auto, cpu or cuda")
+    if PROVIDERS[provider] not in available:
+        raise ValueError(
+            f"ONNX Runtime here has no {PROVIDERS[provider]} (available: {', '.join(available)}); "
+            "install onnxruntime-gpu with a matching CUDA, or use --provider cpu"
+        )
+    return provider
+
+
+def resolve_precisions(model_dir: Path, provider: str, precision: str) -> dict[str, str]:
+    """Precision per tower: "auto" = fp16 on CUDA, fp32 on CPU; a variant the export dropped -> fp32."""
+    if precision != "auto" and precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use auto, {', '.join(PRECISIONS)}")
+    wanted = ("fp16" if provider == "cuda" else "fp32") if precision == "auto" else precision
+    return {
+        tower: wanted if (model_dir / encoder_file(tower, wanted)).is_file() else "fp32"
+        for tower in GRAPH_INPUTS
+    }
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (the container's share, not the host's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def patch_batches(lengths: Sequence[int], max_batch_patches: int) -> list[np.ndarray]:
+    """Indices grouped longest first so each batch's padded size (count x longest) stays within the budget."""
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    batches, start = [], 0
+    while start < len(order):
+        per_item = lengths[order[start]]
+        size = max(1, max_batch_patches // max(per_item, 1))
+        batches.append(order[start : start + size])
+        start += size
+    return batches
+
+
+class Encoder:
+    """A model dir's text and music encoders, ready to embed texts, patch arrays and ABC tunes."""
+
+    def __init__(
+        self, model_dir: Path, manifest: dict[str, Any], provider: str, precision: str, threads: int
+    ):
+        self.model_dir = model_dir
+        self.config = read_config(model_dir)
+        self.manifest = manifest
+        self.model_hash: str = manifest["model_hash"]
+        self.model_name: str = self.config["model_name"]
+        self.dim: int = self.config["dim"]
+        self.max_patches: int = self.config["music"]["max_patches"]
+        self.patch_length: int = self.config["music"]["patch_length"]
+        self.patch_dtype = np.dtype(self.config["music"]["patch_dtype"])
+        self.provider = provider
+        self.precisions = resolve_precisions(model_dir, provider, precision)
+        self.threads = threads
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._tokenizer: TextTokenizer | None = None
+
+    @classmethod
+    def open(
+        cls,
+        model_dir: str | Path,
+        provider: str = "auto",
+        precision: str = "auto",
+        threads: int | None = None,
+        full_check: bool = False,
+    ) -> Encoder:
+        """Open a model dir written by `clamp export`, checking its files against the manifest first.
+
+        `threads` defaults to the cores this process may use; `full_check` also verifies every sha256.
+        """
+        directory = Path(model_dir)
+        manifest = verify_model_dir(directory, full=full_check)
+        return cls(directory, manifest, resolve_provider(provider), precision, threads or available_cores())
+
+    def session(self, tower: str) -> ort.InferenceSession:
+        """The ONNX Runtime session of one tower ("text" or "music"), created on first use."""
+        if tower not in self._sessions:
+            path = self.model_dir / encoder_file(tower, self.precisions[tower])
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.log_severity_level = 3
+            providers = [PROVIDERS[self.provider]] + (
+                ["CPUExecutionProvider"] if self.provider != "cpu" else []
+            )
+            try:
+                self._sessions[tower] = ort.InferenceSession(str(path), options, providers=providers)
+            except Exception as error:  # ORT raises its own exception types
+                raise ModelDirError(f"cannot load {path}: {error}; re-run `clamp export --force`") from error
+        return self._sessions[tower]
+
+    @property
+    def tokenizer(self) -> TextTokenizer:
+        if self._tokenizer is None:
+            text = self.config["text"]
+            self._tokenizer = TextTokenizer.from_file(
+                self.model_dir / text["tokenizer"], text["max_tokens"], text["pad_id"]
+            )
+        return self._tokenizer
+
+    def _run(self, tower: str, first: np.ndarray, mask: np.ndarray, normalized: bool) -> np.ndarray:
+        names = GRAPH_INPUTS[tower]
+        output = GRAPH_OUTPUTS[tower][0 if normalized else 1]
+        vectors = self.session(tower).run([output], {names[0]: first, names[1]: mask})[0].astype(np.float32)
+        return _normalize(vectors) if normalized else vectors
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 64, normalized: bool = True) -> np.ndarray:
+        """Texts -> float32 [N, dim], L2-normalised (raw projections when `normalized` is False)."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            ids, mask = self.tokenizer([texts[i] for i in rows])
+            out[rows] = self._run("text", ids, mask, normalized)
+        return out
+
+    def embed_patches(
+        self, patches: Sequence[np.ndarray], max_batch_patches: int = 8192, normalized: bool = True
+    ) -> np.ndarray:
+        """Patch arrays [P_i, 64] -> float32 [N, dim], L2-normalised; batched by a padded-patch budget."""
+        lengths = [self._check_patches(i, p) for i, p in enumerate(patches)]
+        out = np.zeros((len(patches), self.dim), dtype=np.float32)
+        for rows in patch_batches(lengths, max_batch_patches):
+            width = lengths[rows[0]]
+            ids = np.full((len(rows), width, self.patch_length), PAD_ID, dtype=self.patch_dtype)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for slot, row in enumerate(rows):
+                ids[slot, : lengths[row]] = patches[row]
+                mask[slot, : lengths[row]] = 1
+            out[rows] = self._run("music", ids, mask, normalized)
+        return out
+
+    def embed_abc(self, abcs: Sequence[str], max_batch_patches: int = 8192) -> np.ndarray:
+        """ABC tunes -> float32 [N, dim], normalised: CLaMP's filter and bar patching, then embed_patches."""
+        return self.embed_patches([prepare_music(abc, self.max_patches) for abc in abcs], max_batch_patches)
+
+    def _check_patches(self, index: int, patches: np.ndarray) -> int:
+        shape = np.shape(patches)
+        if len(shape) != 2 or shape[1] != self.patch_length:
+            raise ValueError(f"patches[{index}] has shape {shape}; expected [P, {self.patch_length}]")
+        if not 1 <= shape[0] <= self.max_patches:
+            raise ValueError(
+                f"patches[{index}] has {shape[0]} patches; this model takes 1 to {self.max_patches} "
+                "(prepare_music(abc, encoder.max_patches) truncates as CLaMP does)"
+            )
+        return shape[0]
