@@ -1,4 +1,4 @@
-"""Corpus inputs -> tune records: files, directories and globs of ABC files and tables, streamed one file at a time.
+"""Corpus inputs -> tune records: files, directories and globs of ABC files and tables, one file at a time.
 
 Each input file kind has one reader in `READERS`, keyed by extension; a converter for another format
 (MusicXML, MIDI) slots in as one more entry that yields `TuneRecord`s.
@@ -86,9 +86,14 @@ def read_abc_file(path: Path, source: str, columns: TableColumns) -> Iterator[It
 def row_record(row: dict, source: str, index: int, columns: TableColumns) -> Item:
     """A table row as a tune: ABC headers give the metadata, the row's other columns add to it."""
     abc = row.get(columns.abc)
-    if not isinstance(abc, str) or not abc.strip():
-        found = "missing" if abc is None else f"a {type(abc).__name__}" if not isinstance(abc, str) else "empty"
-        return Failure(source, index, "read", f"row {index}: ABC column {columns.abc!r} is {found}")
+    problem = (
+        "missing" if abc is None
+        else f"a {type(abc).__name__}, not text" if not isinstance(abc, str)
+        else "empty" if not abc.strip()
+        else None
+    )  # fmt: skip
+    if problem:
+        return Failure(source, index, "read", f"row {index}: ABC column {columns.abc!r} is {problem}")
     if columns.id is not None and row.get(columns.id) in (None, ""):
         return Failure(source, index, "read", f"row {index}: id column {columns.id!r} is empty")
     abc = abc.replace("\r\n", "\n")
@@ -115,11 +120,15 @@ def read_jsonl_file(path: Path, source: str, columns: TableColumns) -> Iterator[
                 if isinstance(row, dict):
                     yield row_record(row, source, index, columns)
                 else:
-                    yield Failure(source, index, "read", f"line {line_no}: a JSON {type(row).__name__}, not an object")
+                    yield Failure(
+                        source, index, "read", f"line {line_no}: a JSON {type(row).__name__}, not an object"
+                    )
             index += 1
 
 
-def read_parquet_file(path: Path, source: str, columns: TableColumns, batch_rows: int = 1024) -> Iterator[Item]:
+def read_parquet_file(
+    path: Path, source: str, columns: TableColumns, batch_rows: int = 1024
+) -> Iterator[Item]:
     """Rows of a Parquet table, streamed a row group batch at a time."""
     import pyarrow.parquet as pq
 
@@ -127,7 +136,9 @@ def read_parquet_file(path: Path, source: str, columns: TableColumns, batch_rows
     names = table.schema_arrow.names
     for needed, option in ((columns.abc, "--abc-column"), (columns.id, "--id-column")):
         if needed is not None and needed not in names:
-            yield Failure(source, None, "read", f"no column {needed!r} (columns: {', '.join(names)}); pass {option}")
+            yield Failure(
+                source, None, "read", f"no column {needed!r} (columns: {', '.join(names)}); pass {option}"
+            )
             return
     index = 0
     for batch in table.iter_batches(batch_size=batch_rows):
@@ -144,7 +155,7 @@ READERS: dict[str, FileReader] = {
 
 
 def expand_inputs(inputs: Iterable[str]) -> list[Path]:
-    """The files named by inputs (files, directories searched recursively, glob patterns), each once, in order."""
+    """The files that inputs name (files, directories searched recursively, globs), each once, in order."""
     files: list[Path] = []
     for spec in inputs:
         path = Path(spec)
@@ -152,13 +163,19 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in READERS and p.is_file())
         elif path.exists():
             if path.suffix.lower() not in READERS:
-                raise ValueError(f"{spec}: cannot read {path.suffix or 'extensionless'} files; inputs are "
-                                 f"{', '.join(READERS)} files, directories of them, or glob patterns")
+                raise ValueError(
+                    f"{spec}: cannot read {path.suffix or 'extensionless'} files; inputs are "
+                    f"{', '.join(READERS)} files, directories of them, or glob patterns"
+                )
             found = [path]
         else:
-            found = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in READERS)
+            found = sorted(
+                Path(p) for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in READERS
+            )
         if not found:
-            raise ValueError(f"{spec}: no {'/'.join(READERS)} files there (not a file, a directory or a matching glob)")
+            raise ValueError(
+                f"{spec}: no {'/'.join(READERS)} files there (not a file, a directory or a matching glob)"
+            )
         files.extend(found)
     unique: dict[Path, Path] = {}
     for path in files:

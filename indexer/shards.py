@@ -50,12 +50,16 @@ def shard_schema(dim: int, dtype: str, model_hash: str, model_name: str) -> pa.S
         ("truncated", pa.bool_()),
         ("embedding", pa.list_(DTYPES[dtype], dim)),
     ]
-    metadata = dict(zip(MODEL_METADATA_KEYS, (model_hash, model_name, str(dim), dtype)))
+    metadata = dict(zip(MODEL_METADATA_KEYS, (model_hash, model_name, str(dim), dtype), strict=True))
     return pa.schema(fields, metadata={k.encode(): v.encode() for k, v in metadata.items()})
 
 
 def rows_table(
-    schema: pa.Schema, records: list[TuneRecord], n_patches: list[int], truncated: list[bool], embeddings: np.ndarray
+    schema: pa.Schema,
+    records: list[TuneRecord],
+    n_patches: list[int],
+    truncated: list[bool],
+    embeddings: np.ndarray,
 ) -> pa.Table:
     """Shard rows for embedded tunes (embeddings: float [n, dim], already L2-normalised)."""
     vector_type = schema.field("embedding").type
@@ -77,8 +81,10 @@ def rows_table(
 
 def failures_table(failures: Iterable[Failure]) -> pa.Table:
     """The errors table for some failures."""
-    rows = [{"source": f.source, "tune_index": f.tune_index, "stage": f.stage, "reason": f.reason, "id": f.id}
-            for f in failures]
+    rows = [
+        {"source": f.source, "tune_index": f.tune_index, "stage": f.stage, "reason": f.reason, "id": f.id}
+        for f in failures
+    ]
     return pa.Table.from_pylist(rows, schema=ERRORS_SCHEMA)
 
 
@@ -95,7 +101,7 @@ def _numbered(out_dir: Path, pattern: str) -> list[Path]:
 
 
 class ShardWriter:
-    """Buffers rows and writes a shard every `shard_rows` rows (and the rest on `flush`), numbering after any there."""
+    """Buffers rows; writes a shard each `shard_rows` rows (the rest on `flush`), after any shards there."""
 
     def __init__(self, out_dir: str | Path, schema: pa.Schema, shard_rows: int):
         if shard_rows < 1:
@@ -141,7 +147,9 @@ class ShardWriter:
 
     def _write_failures(self) -> None:
         if self.pending_failures:
-            write_atomic(failures_table(self.pending_failures), self.out_dir / ERRORS_NAME.format(self.next_errors))
+            write_atomic(
+                failures_table(self.pending_failures), self.out_dir / ERRORS_NAME.format(self.next_errors)
+            )
             self.next_errors += 1
             self.pending_failures = []
 
@@ -182,14 +190,16 @@ def embeddings_matrix(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
 
 
 def shards_metadata(shards_dir: str | Path) -> dict[str, str] | None:
-    """The model metadata shared by all shards of a dir (None when there are none); mixed models are an error."""
+    """The model metadata all shards of a dir share (None if there are none); mixed models are an error."""
     found: dict[str, str] | None = None
     for path in shard_files(shards_dir):
         raw = {k.decode(): v.decode() for k, v in (pq.read_schema(path).metadata or {}).items()}
         metadata = {key: raw.get(key, "") for key in MODEL_METADATA_KEYS}
         if found is not None and metadata != found:
-            raise ValueError(f"{path} was made with {metadata}, other shards in {shards_dir} with {found}: "
-                             "a shards dir must hold one model's embeddings")
+            raise ValueError(
+                f"{path} was made with {metadata}, other shards in {shards_dir} with {found}: "
+                "a shards dir must hold one model's embeddings"
+            )
         found = metadata
     return found
 
@@ -198,7 +208,9 @@ def shards_model_hash(shards_dir: str | Path) -> str:
     """The hash of the model that made a dir's shards."""
     metadata = shards_metadata(shards_dir)
     if metadata is None:
-        raise FileNotFoundError(f"no shard files (shard-NNNNN.parquet) in {shards_dir}; run `clamp embed` first")
+        raise FileNotFoundError(
+            f"no shard files (shard-NNNNN.parquet) in {shards_dir}; run `clamp embed` first"
+        )
     return metadata["model_hash"]
 
 
