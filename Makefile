@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[export,index,train,dev]'
+	@# Headless Chromium for the web page's browser test (Debian packages; the test skips without them).
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends chromium chromium-driver) || echo "no chromium: browser tests will skip"
 	touch $@
 
 test: setup
@@ -33,7 +36,7 @@ demo: export
 	$(CLAMP) similar "$(CORPUS)/ryansMammoth/SleepyMaggieReel.abc" --index build/index -k 5
 	$(CLAMP) classify "$(CORPUS)/ryansMammoth/SleepyMaggieReel.abc" --model $(MODEL) --label-set tune-type
 	@echo
-	@echo "Serve it:  $(CLAMP) serve --index build/index   (then open http://127.0.0.1:8000/docs)"
+	@echo "Serve it:  $(CLAMP) serve --index build/index   (then open http://127.0.0.1:8000/ — API docs at /docs)"
 
 lint: setup
 	$(VENV)/bin/ruff check runtime exporter indexer training tests bench
