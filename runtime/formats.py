@@ -1,0 +1,330 @@
+"""Every score format we accept -> ABC tunes: ABC as it is, MusicXML and MIDI converted under a timeout.
+
+MusicXML goes through xml2abc 143 (W.G. Vree, LGPL; the copy in the `abctoolkit` package by CLaMP's authors)
+with CLaMP's own options `-m 2 -c 6 -x`: all voices, all %%MIDI directives, credit filter 6, no line-break
+symbols, lines wrapped at 100 characters. MIDI is read by `lytk` (which snaps played files to a grid of
+sixteenths and reads exact, notated files as they are), written as MusicXML, then converted the same way, so
+all converted tunes share one ABC dialect. MIDI knows no pickup bars or repeat signs: bars start at time 0
+and repeats come out played. Both converters are the optional extra `clamp-index[formats]`.
+
+Conversions run in a child process (one per calling process, started on first use): a file that takes longer
+than its timeout gets the child killed and replaced, and becomes a ScoreError instead of a hang.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import io
+import os
+import pickle
+import queue
+import re
+import struct
+import subprocess
+import sys
+import threading
+import time
+import types
+import zipfile
+from pathlib import Path
+from typing import IO, Any
+from xml.etree import ElementTree
+
+from runtime.abc import Tune, read_header, split_tunes
+
+MUSICXML_SUFFIXES = (".mxl", ".musicxml", ".xml")
+MIDI_SUFFIXES = (".mid", ".midi")
+KIND_OF_SUFFIX = {**dict.fromkeys(MUSICXML_SUFFIXES, "musicxml"), **dict.fromkeys(MIDI_SUFFIXES, "midi")}
+SCORE_SUFFIXES = frozenset({".abc", *KIND_OF_SUFFIX})
+CONVERTER_PACKAGES = {"musicxml": ("abctoolkit",), "midi": ("abctoolkit", "lytk")}
+INSTALL_HINT = "pip install 'clamp-index[formats]'"
+DEFAULT_TIMEOUT = 60.0
+STARTUP_TIMEOUT = 60.0
+
+# The options of CLaMP's `xml2abc.py -m 2 -c 6 -x`; the rest are xml2abc's own defaults.
+XML2ABC_OPTIONS = dict(
+    u=False, m=2, c=6, d=0, n=0, b=0, o="", v=0, x=True, p=[], j=False, t=False, s=False, v1=False, ped=True,
+    stm=False, i=False,
+)
+# Played MIDI files are snapped to sixteenths (lytk tells played from notated files; notated ones stay exact).
+MIDI_QUANTIZE = 16
+_PLACEHOLDER_TITLE = "Title"  # what xml2abc writes when a score has no title
+_FIRST_KEY_LINE = re.compile(r"^K:.*$", re.MULTILINE)
+
+
+class ScoreError(ValueError):
+    """A score that cannot be read or converted; the message says which file and why."""
+
+
+class ConverterMissing(RuntimeError):
+    """The optional converters for MusicXML/MIDI are not installed."""
+
+
+def decode_bytes(data: bytes) -> tuple[str, str | None]:
+    """Text of a file's bytes: UTF-8 (BOM dropped), else Latin-1 with a note saying where UTF-8 failed."""
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as err:
+        return data.decode("latin-1"), f"not valid UTF-8 (byte {err.start}: {err.reason}); read as Latin-1"
+
+
+def require_converters(kind: str) -> None:
+    """Fail early, with the install command, when the packages that convert `kind` scores are missing."""
+    missing = [name for name in CONVERTER_PACKAGES[kind] if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConverterMissing(
+            f"reading {kind} scores needs {', '.join(missing)}, which is not installed: run {INSTALL_HINT}"
+        )
+
+
+def musicxml_payload(data: bytes) -> bytes:
+    """The MusicXML document itself: plain files as they are, `.mxl` archives unpacked via their container."""
+    if not data.startswith(b"PK"):
+        return data
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        if "META-INF/container.xml" in names:
+            container = archive.read("META-INF/container.xml").decode("utf-8", "replace")
+            root = re.search(r"<rootfile\b[^>]*\bfull-path=\"([^\"]+)\"", container)
+            if root and root.group(1) in names:
+                return archive.read(root.group(1))
+        for name in names:
+            if not name.startswith("META") and name.lower().endswith((".xml", ".musicxml")):
+                return archive.read(name)
+    raise ScoreError(f"the .mxl archive holds no MusicXML file (it holds: {', '.join(names) or 'nothing'})")
+
+
+def check_partwise(document: bytes) -> None:
+    """Refuse XML that xml2abc cannot read, reading only as far as the root element."""
+    _, root = next(ElementTree.iterparse(io.BytesIO(document), events=("start",)))
+    if root.tag != "score-partwise":
+        hint = "convert it to partwise MusicXML" if root.tag == "score-timewise" else "not a MusicXML score"
+        raise ScoreError(f"the root element is <{root.tag}>, not <score-partwise>: {hint}")
+
+
+def as_released_xml2abc(abc: str) -> str:
+    """Undo abctoolkit's one change to xml2abc 143: a stemless note is `s` plus a `U:s=!stemless!` header."""
+    if "!stemless!" not in abc:
+        return abc
+    abc = abc.replace("!stemless!", "s")
+    key = _FIRST_KEY_LINE.search(abc)
+    return abc if key is None else f"{abc[: key.end()]}\nU:s=!stemless!{abc[key.end():]}"
+
+
+_XML2ABC_LOCK = threading.Lock()  # xml2abc keeps its output in a module global
+
+
+def musicxml_to_abc(data: bytes) -> str:
+    """MusicXML (plain or `.mxl`) -> ABC, as CLaMP's `xml2abc.py -m 2 -c 6 -x` prints it."""
+    require_converters("musicxml")
+    from abctoolkit import xml2abc
+
+    document = musicxml_payload(data)
+    check_partwise(document)
+    options = types.SimpleNamespace(**XML2ABC_OPTIONS)
+    with _XML2ABC_LOCK:
+        xml2abc.abcOut = xml2abc.ABCoutput("score.abc", "", 0, options)
+        xml2abc.abcOut.outfile = abc = io.StringIO()
+        with contextlib.redirect_stderr(io.StringIO()) as messages:
+            xml2abc.Parser(options).parse(io.BytesIO(document))
+    if not abc.getvalue().strip():
+        raise ScoreError(f"xml2abc wrote nothing: {messages.getvalue().strip() or 'the score has no notes'}")
+    return as_released_xml2abc(abc.getvalue().rstrip("\n") + "\n")
+
+
+def midi_to_abc(data: bytes) -> str:
+    """MIDI -> ABC: lytk reads it (quantising played files) into MusicXML, which xml2abc turns into ABC."""
+    require_converters("midi")
+    import lytk
+
+    score = lytk.from_midi_bytes(data, quantize=MIDI_QUANTIZE)
+    return musicxml_to_abc(lytk.to_musicxml(score).encode("utf-8"))
+
+
+CONVERTERS = {"musicxml": musicxml_to_abc, "midi": midi_to_abc}
+
+
+def convert_here(kind: str, data: bytes) -> str:
+    """Convert in this process, every failure of the converters (Rust panics included) as a ScoreError."""
+    try:
+        return CONVERTERS[kind](data)
+    except (ScoreError, KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as err:  # lytk reports Rust panics as BaseException
+        raise ScoreError(f"{type(err).__name__}: {err}") from err
+
+
+# --- the converter child process -------------------------------------------------------------------------
+
+_FRAME = struct.Struct("<Q")
+
+
+def write_frame(stream: IO[bytes], message: Any) -> None:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_FRAME.pack(len(payload)) + payload)
+    stream.flush()
+
+
+def read_frame(stream: IO[bytes]) -> Any:
+    """The next message, or None at end of stream."""
+    header = stream.read(_FRAME.size)
+    if len(header) < _FRAME.size:
+        return None
+    size = _FRAME.unpack(header)[0]
+    payload = stream.read(size)
+    return pickle.loads(payload) if len(payload) == size else None
+
+
+def serve_conversions() -> None:
+    """The child's loop: answer each (kind, data) request with ("ok", abc) or ("error", reason) till EOF."""
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the replies
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    for name in ("abctoolkit.xml2abc", "lytk"):  # imported before "ready": timeouts time conversions only
+        with contextlib.suppress(ImportError):
+            __import__(name)
+    write_frame(replies, ("ready", os.getpid()))
+    while (request := read_frame(sys.stdin.buffer)) is not None:
+        kind, data = request
+        try:
+            write_frame(replies, ("ok", convert_here(kind, data)))
+        except ScoreError as err:
+            write_frame(replies, ("error", str(err)))
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """End the child when its parent is gone, even in the middle of an endless conversion."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+class ConverterProcess:
+    """A child Python process that converts scores, killed and replaced when a conversion exceeds its timeout.
+
+    Works on every OS and inside daemonic multiprocessing workers (it uses subprocess, not multiprocessing).
+    Calls are serialised: one conversion at a time per process that uses it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._child: subprocess.Popen | None = None
+        self._replies: queue.SimpleQueue = queue.SimpleQueue()
+        self._owner_pid = os.getpid()
+
+    def convert(self, kind: str, data: bytes, timeout: float) -> str:
+        """ABC of a score, or ScoreError (conversion failed, timed out, or killed the child)."""
+        with self._lock:
+            child = self._running_child()
+            try:
+                write_frame(child.stdin, (kind, data))
+                reply = self._replies.get(timeout=timeout)
+            except OSError:  # the child exited between two calls
+                reply = None
+            except queue.Empty:
+                self.stop()
+                raise ScoreError(
+                    f"conversion took longer than {timeout:g} s and was stopped; pass a longer timeout "
+                    "or leave this file out"
+                ) from None
+            if reply is None:
+                code = self.stop()
+                raise ScoreError(f"the converter process died (exit code {code}) while converting this file")
+            status, value = reply
+            if status != "ok":
+                raise ScoreError(value)
+            return value
+
+    def stop(self) -> int | None:
+        """Kill the child (a fresh one starts on the next call); its exit code."""
+        child, self._child = self._child, None
+        if child is None or self._owner_pid != os.getpid():
+            return None
+        child.kill()
+        with contextlib.suppress(OSError):
+            child.stdin.close()
+        return child.wait()
+
+    def _running_child(self) -> subprocess.Popen:
+        if self._owner_pid != os.getpid():  # forked: the child belongs to the parent process
+            self._child, self._owner_pid = None, os.getpid()
+        if self._child is not None and self._child.poll() is None:
+            return self._child
+        self.stop()
+        root = str(Path(__file__).resolve().parents[1])  # so a source checkout works as well as an install
+        boot = f"import sys; sys.path.insert(0, {root!r}); import runtime.formats as f; f.serve_conversions()"
+        pipe, quiet = subprocess.PIPE, subprocess.DEVNULL
+        child = subprocess.Popen([sys.executable, "-c", boot], stdin=pipe, stdout=pipe, stderr=quiet)
+        self._replies = replies = queue.SimpleQueue()
+        threading.Thread(target=_forward_replies, args=(child.stdout, replies), daemon=True).start()
+        try:
+            ready = replies.get(timeout=STARTUP_TIMEOUT)
+        except queue.Empty:
+            ready = None
+        if not ready or ready[0] != "ready":
+            child.kill()
+            raise ScoreError(f"converter process ({sys.executable}) did not start in {STARTUP_TIMEOUT:g} s")
+        self._child = child
+        return child
+
+
+def _forward_replies(stream: IO[bytes], replies: queue.SimpleQueue) -> None:
+    while (message := read_frame(stream)) is not None:
+        replies.put(message)
+    replies.put(None)
+
+
+_CONVERTER = ConverterProcess()
+atexit.register(_CONVERTER.stop)
+
+
+def convert_score(kind: str, data: bytes, timeout: float | None = DEFAULT_TIMEOUT) -> str:
+    """ABC of a MusicXML or MIDI score; in the converter child with `timeout` seconds, or here when None."""
+    require_converters(kind)
+    if timeout is None:
+        return convert_here(kind, data)
+    return _CONVERTER.convert(kind, data, timeout)
+
+
+# --- tunes of any score -----------------------------------------------------------------------------------
+
+
+def converted_tune(abc: str, kind: str, fallback_title: str) -> Tune:
+    """A converted score as one tune, its header fields as metadata and where it came from."""
+    meta = read_header(abc.split("\n"))
+    if meta.get("title", _PLACEHOLDER_TITLE) == _PLACEHOLDER_TITLE:
+        meta["title"] = fallback_title
+    meta["converted_from"] = kind
+    return Tune(index=0, line=1, abc=abc, meta=meta)
+
+
+def read_tunes(path: Path, data: bytes | None = None, timeout: float | None = DEFAULT_TIMEOUT) -> list[Tune]:
+    """Tunes of a score file (or of its bytes, e.g. an upload named `path`): ABC split, others converted.
+
+    MusicXML and MIDI give one tune whose metadata says `converted_from`; an untitled score is titled by
+    its file name. timeout: seconds a conversion may take (None: convert in this process, unguarded).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SCORE_SUFFIXES:
+        raise ScoreError(f"{path}: cannot read {suffix or 'extensionless'} files; scores are "
+                         f"{', '.join(sorted(SCORE_SUFFIXES))}")
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise ScoreError(f"{path}: cannot read the file ({err.strerror or err})") from err
+    if suffix == ".abc":
+        text = decode_bytes(data)[0].replace("\r\n", "\n")
+        tunes = split_tunes(text)
+        if not tunes and text.strip():  # a tune without an X: line
+            tunes = [Tune(index=0, line=1, abc=text, meta=read_header(text.split("\n")))]
+        return tunes
+    kind = KIND_OF_SUFFIX[suffix]
+    try:
+        abc = convert_score(kind, data, timeout)
+    except ScoreError as err:
+        raise ScoreError(f"{path}: cannot convert this {kind} file: {err}") from None
+    return [converted_tune(abc, kind, path.stem)]
