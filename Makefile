@@ -28,7 +28,7 @@ export: setup
 	$(CLAMP) export --model default --out $(MODEL)
 
 demo: export
-	$(CLAMP) embed "$(CORPUS)" --model $(MODEL) --out build/shards
+	$(CLAMP) embed "$(CORPUS)/**/*.abc" --model $(MODEL) --out build/shards
 	$(CLAMP) index build build/shards --out build/index
 	$(CLAMP) search "a lively jig in D major" --index build/index -k 5
 	$(CLAMP) search "a slow air in E minor" --index build/index -k 5

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.abc import read_header, split_tunes, tune_id
+from runtime.formats import KIND_OF_SUFFIX, ScoreError, decode_bytes, read_tunes
 
 
 @dataclass(frozen=True)
@@ -63,14 +65,6 @@ Item = TuneRecord | Failure
 FileReader = Callable[[Path, str, TableColumns], Iterator[Item]]
 
 
-def decode_bytes(data: bytes) -> tuple[str, str | None]:
-    """Text of a file's bytes: UTF-8 (BOM dropped), else Latin-1 with a note saying where UTF-8 failed."""
-    try:
-        return data.decode("utf-8-sig"), None
-    except UnicodeDecodeError as err:
-        return data.decode("latin-1"), f"not valid UTF-8 (byte {err.start}: {err.reason}); read as Latin-1"
-
-
 def read_abc_file(path: Path, source: str, columns: TableColumns) -> Iterator[Item]:
     """Tunes of a multi-tune ABC file (one per X: record; a file with no X: line is one tune)."""
     text, note = decode_bytes(path.read_bytes())
@@ -79,6 +73,17 @@ def read_abc_file(path: Path, source: str, columns: TableColumns) -> Iterator[It
     tunes = split_tunes(text)
     if not tunes and text.strip():
         yield TuneRecord(tune_id(source, 0, text), source, 0, text, read_header(text.split("\n")))
+    for tune in tunes:
+        yield TuneRecord(tune_id(source, tune.index, tune.abc), source, tune.index, tune.abc, dict(tune.meta))
+
+
+def read_score_file(path: Path, source: str, columns: TableColumns) -> Iterator[Item]:
+    """A MusicXML or MIDI score, converted to ABC (with a timeout); a score that fails becomes an error row."""
+    try:
+        tunes = read_tunes(path)
+    except ScoreError as err:
+        yield Failure(source, None, "read", str(err))
+        return
     for tune in tunes:
         yield TuneRecord(tune_id(source, tune.index, tune.abc), source, tune.index, tune.abc, dict(tune.meta))
 
@@ -94,6 +99,11 @@ def row_record(row: dict, source: str, index: int, columns: TableColumns) -> Ite
     )  # fmt: skip
     if problem:
         return Failure(source, index, "read", f"row {index}: ABC column {columns.abc!r} is {problem}")
+    try:  # JSON may escape unpaired UTF-16 surrogates ("\\ud800"): no shard could store such text
+        json.dumps(row, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = err.object[err.start : err.end]
+        return Failure(source, index, "read", f"row {index}: not valid Unicode ({err.reason}: {bad!r})")
     if columns.id is not None and row.get(columns.id) in (None, ""):
         return Failure(source, index, "read", f"row {index}: id column {columns.id!r} is empty")
     abc = abc.replace("\r\n", "\n")
@@ -114,7 +124,7 @@ def read_jsonl_file(path: Path, source: str, columns: TableColumns) -> Iterator[
                 continue
             try:
                 row = json.loads(line)
-            except ValueError as err:
+            except (ValueError, RecursionError) as err:  # RecursionError: nested too deep to parse
                 yield Failure(source, index, "read", f"line {line_no}: not a JSON object ({err})")
             else:
                 if isinstance(row, dict):
@@ -151,6 +161,7 @@ READERS: dict[str, FileReader] = {
     ".abc": read_abc_file,
     ".jsonl": read_jsonl_file,
     ".parquet": read_parquet_file,
+    **dict.fromkeys(KIND_OF_SUFFIX, read_score_file),
 }
 
 
@@ -160,7 +171,7 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
     for spec in inputs:
         path = Path(spec)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in READERS and p.is_file())
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in READERS and _is_input_file(p))
         elif path.exists():
             if path.suffix.lower() not in READERS:
                 raise ValueError(
@@ -179,8 +190,13 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
         files.extend(found)
     unique: dict[Path, Path] = {}
     for path in files:
-        unique.setdefault(path.resolve(), path)
+        unique.setdefault(Path(os.path.realpath(path)), path)  # Path.resolve raises on a symlink loop
     return list(unique.values())
+
+
+def _is_input_file(path: Path) -> bool:
+    """A file to read, or a broken or looping symlink (read, it is recorded as a failure); not a directory."""
+    return path.is_file() or (path.is_symlink() and not path.is_dir())
 
 
 def read_inputs(files: Iterable[Path], columns: TableColumns = TableColumns()) -> Iterator[Item]:
@@ -188,6 +204,8 @@ def read_inputs(files: Iterable[Path], columns: TableColumns = TableColumns()) -
     for path in files:
         source = path.as_posix()
         try:
+            if path.exists() and not path.is_file():  # a FIFO or a device would block the read forever
+                raise OSError("not a regular file")
             yield from READERS[path.suffix.lower()](path, source, columns)
         except Exception as err:  # one unreadable file never stops a run: it is recorded and skipped
             yield Failure(source, None, "read", f"cannot read {source}: {type(err).__name__}: {err}")

@@ -54,7 +54,7 @@ def test_inputs_expand_directories_recursively_and_globs_each_file_once(tmp_path
     write(tmp_path / "corpus" / "notes.txt", "not a corpus file")
     files = expand_inputs([str(tmp_path / "corpus"), str(tmp_path / "corpus" / "**" / "*.abc"), str(a)])
     assert files == [a, b]
-    with pytest.raises(ValueError, match="no .abc/.jsonl/.parquet files"):
+    with pytest.raises(ValueError, match="no .abc/.jsonl/.parquet/.mxl/.musicxml/.xml/.mid/.midi files"):
         expand_inputs([str(tmp_path / "nothing-*.abc")])
     with pytest.raises(ValueError, match="cannot read .txt"):
         expand_inputs([str(tmp_path / "corpus" / "notes.txt")])
@@ -97,3 +97,16 @@ def test_parquet_table_rows_are_tunes_with_their_columns_as_metadata(tmp_path, i
     [missing] = read_inputs([path], TableColumns(abc="score"))
     assert missing.tune_index is None and "no column 'score'" in missing.reason
     assert "--abc-column" in missing.reason
+
+
+def test_musicxml_and_midi_scores_are_converted_and_a_broken_one_is_an_error_row(tmp_path):
+    music21 = pytest.importorskip("music21")
+    chorale = Path(music21.corpus.getPaths(fileExtensions=("mxl",))[0])
+    (tmp_path / "chorale.mxl").write_bytes(chorale.read_bytes())
+    (tmp_path / "broken.mid").write_bytes(b"MThd not really midi")
+    items = list(read_inputs(expand_inputs([str(tmp_path)])))
+    records = [i for i in items if isinstance(i, TuneRecord)]
+    failures = [i for i in items if isinstance(i, Failure)]
+    assert len(records) == 1 and records[0].meta["converted_from"] == "musicxml"
+    assert "K:" in records[0].abc and records[0].abc.count("|") > 8
+    assert len(failures) == 1 and failures[0].source.endswith("broken.mid") and failures[0].reason
