@@ -1,0 +1,1 @@
+"""Training and evaluation of the default model (torch); never imported by runtime/."""

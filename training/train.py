@@ -1,0 +1,201 @@
+"""Contrastive training of the default model: LiT (the pretrained text tower stays frozen; text_proj, the
+music tower and music_proj learn) on music21's ABC tunes with synthesised texts.
+
+Because the text tower is frozen, its pooled features for every training text are computed once (and
+cached), so an epoch costs only the music tower and two projections.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from exporter.checkpoint import TOKENIZER_FILE, init_model, pretrained_text_dir, save_ours
+from exporter.model import CLaMP
+from runtime.families import load_family
+from runtime.patching import prepare_music
+from runtime.text import TextTokenizer
+from training.batches import length_batches, pad_patches, pooled_text_features, resolve_device
+from training.corpus import load_corpus
+from training.describe import describe
+from training.texts import text_variants
+
+TRAINING_INFO = "training.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; saved next to the weights."""
+
+    out: Path = Path("models/default")
+    family: str = "default"
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    variants: int = 4
+    seed: int = 0
+    device: str = "auto"
+    cache_dir: Path | None = Path("build/train-cache")
+    limit: int | None = None  # only the first N training tunes (smoke tests)
+    collections: tuple[str, ...] | None = None  # music21 corpus folders; None = all
+    corpus_root: Path | None = None  # default: music21's bundled corpus
+    init_temperature: float = 0.07
+    music_overrides: dict = field(default_factory=dict)  # e.g. {"num_hidden_layers": 2} for tiny tests
+
+
+@dataclass
+class TrainingSet:
+    """Training tunes as the model sees them: patches, and K text variants each as ids of unique texts."""
+
+    ids: list[str]  # tune ids, row order
+    patches: list[np.ndarray]
+    texts: list[str]  # unique texts
+    variant_ids: np.ndarray  # [n_tunes, K] index into texts
+
+
+def build_training_set(config: TrainConfig, max_patches: int) -> TrainingSet:
+    """Patches and text variants of every training tune (never an eval tune)."""
+    tunes = [t for t in load_corpus(config.corpus_root, config.collections) if t.split == "train"]
+    tunes = tunes[: config.limit] if config.limit else tunes
+    unique: dict[str, int] = {}
+    variant_ids = np.zeros((len(tunes), config.variants), dtype=np.int64)
+    for row, tune in enumerate(tunes):
+        for k, text in enumerate(text_variants(describe(tune), config.variants, config.seed, tune.id)):
+            variant_ids[row, k] = unique.setdefault(text, len(unique))
+    patches = [prepare_music(t.abc, max_patches) for t in tunes]
+    return TrainingSet(
+        ids=[t.id for t in tunes], patches=patches, texts=list(unique), variant_ids=variant_ids
+    )
+
+
+def cached_text_features(
+    model: CLaMP, tokenizer: TextTokenizer, texts: list[str], family: dict, config: TrainConfig
+) -> np.ndarray:
+    """Frozen text-tower features of the texts, from the cache when the same texts were encoded before."""
+    key = hashlib.sha256(json.dumps([family["text"], texts]).encode()).hexdigest()[:20]
+    path = config.cache_dir / f"text-features-{key}.npy" if config.cache_dir else None
+    if path and path.is_file():
+        return np.load(path)
+    print(f"encoding {len(texts)} unique training texts with the frozen text tower (cached afterwards)")
+    features = pooled_text_features(model, tokenizer, texts, next(model.parameters()).device)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, features)
+    return features
+
+
+def contrastive_loss(
+    text: torch.Tensor, music: torch.Tensor, logit_scale: torch.Tensor, text_ids: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric CLIP loss on normalised features; pairs whose texts are identical all count as positives."""
+    logits = logit_scale.exp() * F.normalize(text, dim=-1) @ F.normalize(music, dim=-1).t()
+    same = (text_ids[:, None] == text_ids[None, :]).float()
+    targets = same / same.sum(dim=1, keepdim=True)
+    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets))
+
+
+def trainable_parameters(model: CLaMP) -> list[torch.nn.Parameter]:
+    """LiT: everything except the text tower."""
+    for p in model.text_enc.parameters():
+        p.requires_grad_(False)
+    return [p for name, p in model.named_parameters() if not name.startswith("text_enc.")]
+
+
+def _optimizer(params: list[torch.nn.Parameter], logit_scale: torch.nn.Parameter, config: TrainConfig):
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2] + [logit_scale]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+    )
+
+
+def _schedule(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(config: TrainConfig) -> dict:
+    """Train from scratch, save the checkpoint to config.out, and return a summary of the run."""
+    started = time.time()
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    family = load_family(config.family)
+    family = {**family, "music": {**family["music"], **config.music_overrides}}
+    model = init_model(family).to(device)
+    text = family["text"]
+    tokenizer = TextTokenizer.from_file(
+        pretrained_text_dir(family) / TOKENIZER_FILE, text["max_tokens"], text["pad_token_id"]
+    )
+    data = build_training_set(config, family["music"]["max_patches"])
+    model.eval()
+    features = torch.from_numpy(cached_text_features(model, tokenizer, data.texts, family, config)).to(device)
+    model.train()
+    model.text_enc.eval()  # frozen: its dropout must not run (it is not run at all during training)
+    logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / config.init_temperature), device=device))
+    params = trainable_parameters(model)
+    optimizer = _optimizer(params, logit_scale, config)
+    rng = np.random.default_rng(config.seed)
+    lengths = [len(p) for p in data.patches]
+    steps_per_epoch = math.ceil(len(lengths) / config.batch_size)
+    total = config.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: _schedule(step, config.warmup_steps, total)
+    )
+    epoch_losses = []
+    with tqdm(total=total, desc="training", unit="step") as bar:
+        for epoch in range(config.epochs):
+            losses = []
+            for batch in length_batches(lengths, config.batch_size, rng):
+                text_ids = torch.from_numpy(
+                    data.variant_ids[batch, rng.integers(0, config.variants, len(batch))]
+                ).to(device)
+                ids, mask = pad_patches([data.patches[i] for i in batch])
+                music = model.encode_music(ids.to(device), mask.to(device))
+                loss = contrastive_loss(model.text_proj(features[text_ids]), music, logit_scale, text_ids)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                scheduler.step()
+                with torch.no_grad():
+                    logit_scale.clamp_(0, math.log(100))
+                losses.append(loss.item())
+                bar.update(1)
+                recent = np.mean(losses[-50:])
+                bar.set_postfix(epoch=epoch + 1, loss=f"{recent:.3f}", scale=f"{logit_scale.exp():.1f}")
+            epoch_losses.append(float(np.mean(losses)))
+    save_ours(model.cpu(), family, config.out)
+    summary = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "train_tunes": len(lengths),
+        "unique_texts": len(data.texts),
+        "epoch_losses": epoch_losses,
+        "logit_scale": float(logit_scale.detach().exp()),
+        "seconds": round(time.time() - started, 1),
+        "device": str(device),
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+    }
+    (Path(config.out) / TRAINING_INFO).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
