@@ -85,9 +85,13 @@ class ItemStore:
             self._local.conn = conn
         return conn
 
-    def labels_matching(self, conditions: Sequence[Condition]) -> np.ndarray:
-        """Labels (sorted int64) of the items that pass every condition."""
+    def labels_matching(
+        self, conditions: Sequence[Condition], among: Sequence[int] | None = None
+    ) -> np.ndarray:
+        """Labels (sorted int64) of the items that pass every condition (only those `among`, if given)."""
         where, params = condition_sql(conditions)
+        if among is not None:
+            where += f" AND label IN ({_int_list(among)})"
         rows = self._conn().execute(f"SELECT label FROM items WHERE {where} ORDER BY label", params)
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
@@ -99,13 +103,15 @@ class ItemStore:
         """(id, metadata, abc or None) by label for the given labels."""
         columns = ", ".join(f'"{c}"' for c in ("label", "id", *FILTER_COLUMNS, "meta"))
         columns += ", abc" if with_abc else ", NULL"
-        labels = [int(label) for label in labels]
         found = {}
-        for start in range(0, len(labels), 900):  # stay under SQLite's bound-parameter limit
-            chunk = labels[start : start + 900]
-            sql = f"SELECT {columns} FROM items WHERE label IN ({', '.join('?' * len(chunk))})"
-            for label, item_id, *values, meta, abc in self._conn().execute(sql, chunk):
-                metadata = dict(zip(FILTER_COLUMNS, values, strict=True))
-                metadata["meta"] = json.loads(meta) if meta else {}
-                found[label] = (item_id, metadata, abc)
+        sql = f"SELECT {columns} FROM items WHERE label IN ({_int_list(labels)})"
+        for label, item_id, *values, meta, abc in self._conn().execute(sql):
+            metadata = dict(zip(FILTER_COLUMNS, values, strict=True))
+            metadata["meta"] = json.loads(meta) if meta else {}
+            found[label] = (item_id, metadata, abc)
         return found
+
+
+def _int_list(labels: Iterable[int]) -> str:
+    """Labels as a SQL list literal: ints only (so nothing can be injected), and no bound-parameter limit."""
+    return ", ".join(str(int(label)) for label in labels)

@@ -74,14 +74,14 @@ FILTER_OPS = ("=", "!=", "contains")
 _CONDITION = re.compile(
     r"""\s*(?P<field>[A-Za-z_][A-Za-z0-9_]*)\s*
         (?P<op>!=|=|contains\b)\s*
-        (?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s"']+)\s*""",
+        (?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s"'=!][^\s"']*)\s*""",
     re.VERBOSE | re.IGNORECASE,
 )
 _AND = re.compile(r"and\b\s*", re.IGNORECASE)
 FILTER_HELP = (
     'FIELD OP VALUE joined by "and"; OP is =, != or contains (case-insensitive); quote values with spaces. '
-    "Fields: title, composer, origin, rhythm, key, meter, source, tune_index, or any ABC header name "
-    '(e.g. area, book). Example: meter = 6/8 and origin contains "Ireland"'
+    "Fields: title, composer, origin, rhythm, key, meter, source (the file), tune_index, or any ABC header "
+    'name (area, book, notes...). Example: meter = 6/8 and origin contains "Ireland"'
 )
 
 

@@ -1,0 +1,273 @@
+"""Queries over an index dir (hnswlib graph + items.sqlite + vectors.npy), thread-safe and torch-free."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hnswlib
+import numpy as np
+
+from runtime.integrity import check_files, listed_files
+from runtime.items import ItemStore
+from runtime.keys import DEFAULT_TEMPLATE, Embedder, classify, read_music
+from runtime.modeldir import CONFIG_FILE
+from runtime.search import Condition, Hit, exact_top_k, parse_filter
+
+MANIFEST_FILE = "manifest.json"
+HNSW_FILE = "index.hnsw"
+ITEMS_FILE = "items.sqlite"
+VECTORS_FILE = "vectors.npy"
+INDEX_FILES = (HNSW_FILE, ITEMS_FILE, VECTORS_FILE)
+REBUILD = "rebuild the index with `clamp index build`"
+DEFAULT_MODEL_DIR = Path("build/model")
+DEFAULT_EF = 128
+# A filtered graph query first looks at the k * OVERFETCH nearest items, unfiltered, and keeps those
+# that pass: enough for filters that pass about one item in OVERFETCH, with no scan of the items table.
+OVERFETCH = 10
+# Otherwise a filter that keeps at most this many items is answered by exact search over them (fast,
+# never short of results); larger subsets go through the graph with an hnswlib filter.
+EXACT_SUBSET_MAX = 20_000
+
+
+class ModelMismatchError(ValueError):
+    """The model given for queries is not the model the index was built with."""
+
+
+class IndexDirError(ValueError):
+    """An index dir that is incomplete, damaged or altered since it was built."""
+
+
+class UnknownItemError(KeyError):
+    """No item has the id asked for."""
+
+
+def read_manifest(index_dir: str | Path) -> dict[str, Any]:
+    path = Path(index_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: is {index_dir} an index dir? Build one with `clamp index build`"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise IndexDirError(f"{path} is not valid JSON ({err}): the index dir is damaged; {REBUILD}") from err
+    if not isinstance(manifest, dict):
+        raise IndexDirError(f"{path} is not a JSON object: the index dir is damaged; {REBUILD}")
+    return manifest
+
+
+def model_dir_candidates(index_manifest: dict[str, Any] | None = None) -> list[Path]:
+    """Where a model is looked for when none is named: the index's own model, $CLAMP_MODEL, build/model."""
+    candidates = (
+        [Path(index_manifest["model_dir"])] if index_manifest and index_manifest.get("model_dir") else []
+    )
+    if os.environ.get("CLAMP_MODEL"):
+        candidates.append(Path(os.environ["CLAMP_MODEL"]))
+    return [*candidates, DEFAULT_MODEL_DIR]
+
+
+def resolve_model_dir(model_dir: str | Path | None, index_manifest: dict[str, Any] | None = None) -> Path:
+    """The model dir to use: the one named, else the first default that exists; raise saying where."""
+    if model_dir is not None:
+        return Path(model_dir)
+    candidates = model_dir_candidates(index_manifest)
+    for candidate in candidates:
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    looked = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"no model dir found (looked in {looked}): pass --model DIR or set CLAMP_MODEL")
+
+
+class Index:
+    """A built index, ready for text, music and vector queries from any number of threads."""
+
+    def __init__(
+        self, directory: Path, manifest: dict[str, Any], encoder: Embedder | None, ef: int = DEFAULT_EF
+    ):
+        self.directory = directory
+        self.manifest = manifest
+        self.encoder = encoder
+        self.items = ItemStore(directory / ITEMS_FILE)
+        count, dim = manifest["count"], manifest["dim"]
+        try:
+            self.vectors = np.load(directory / VECTORS_FILE, mmap_mode="r")
+            self.graph = hnswlib.Index(space=manifest["space"], dim=dim)
+            self.graph.load_index(str(directory / HNSW_FILE), max_elements=count)
+        except (ValueError, RuntimeError, OSError) as err:
+            raise IndexDirError(f"{directory}: cannot load its vectors or graph ({err}); {REBUILD}") from err
+        if self.vectors.shape != (count, dim) or self.graph.get_current_count() != count:
+            raise IndexDirError(
+                f"{directory}: {VECTORS_FILE} holds {self.vectors.shape}, {HNSW_FILE} "
+                f"{self.graph.get_current_count()} items, {MANIFEST_FILE} says {count} x {dim}; {REBUILD}"
+            )
+        self.graph.set_ef(ef)  # only here: set_ef races with concurrent queries
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | Path,
+        model_dir: str | Path | None = None,
+        *,
+        encoder: Embedder | None = None,
+        ef: int = DEFAULT_EF,
+        full_check: bool = False,
+    ) -> Index:
+        """Open an index with its model (default: the manifest's model dir, $CLAMP_MODEL, build/model).
+
+        Without any model dir found, the index still answers vector and id queries. A model whose hash
+        differs from the index's raises ModelMismatchError. Files are checked against the manifest (sizes;
+        with `full_check` also the sha256 of the index's and the model's files): IndexDirError names a
+        damaged one.
+        """
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        where = directory / MANIFEST_FILE
+        check_files(
+            directory,
+            listed_files(manifest, where, REBUILD, IndexDirError),
+            full_check,
+            REBUILD,
+            IndexDirError,
+        )
+        for key, kind in (("model_hash", str), ("count", int), ("dim", int), ("space", str)):
+            if not isinstance(manifest.get(key), kind):
+                raise IndexDirError(f"{where} has no valid {key!r}: the index dir is damaged; {REBUILD}")
+        if encoder is None:
+            try:
+                model_dir = resolve_model_dir(model_dir, manifest)
+            except FileNotFoundError:
+                model_dir = None
+            if model_dir is not None:
+                from runtime.encoder import Encoder
+
+                encoder = Encoder.open(model_dir, full_check=full_check)
+        if encoder is not None and encoder.model_hash != manifest["model_hash"]:
+            raise ModelMismatchError(
+                f"index {directory} was built with model {manifest.get('model_name')!r} "
+                f"(hash {manifest['model_hash'][:12]}, dir {manifest.get('model_dir')}), but the model given "
+                f"has hash {encoder.model_hash[:12]}: query with the index's model (--model DIR) or rebuild "
+                f"the index with `clamp embed` + `clamp index build` using this model"
+            )
+        return cls(directory, manifest, encoder, ef)
+
+    def __len__(self) -> int:
+        return int(self.manifest["count"])
+
+    def search_vectors(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        *,
+        filter: str | Sequence[Condition] | None = None,
+        exact: bool = False,
+        with_abc: bool = False,
+    ) -> list[list[Hit]]:
+        """Best k items for each L2-normalised query vector [Q, dim] (or [dim]), best first.
+
+        `exact` scores every (allowed) item instead of walking the HNSW graph.
+        """
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        conditions = parse_filter(filter) if isinstance(filter, str) else filter
+        if not conditions:
+            labels, scores = self._exact(queries, k, None) if exact else self._graph(queries, k, None)
+            return self._hits(labels, scores, with_abc)
+        if not exact and (found := self._graph_then_filter(queries, k, conditions)) is not None:
+            return self._hits(*found, with_abc)
+        allowed = self.items.labels_matching(conditions)
+        if len(allowed) == 0:
+            return [[] for _ in queries]
+        if exact or len(allowed) <= EXACT_SUBSET_MAX:
+            labels, scores = self._exact(queries, k, allowed)
+        else:
+            labels, scores = self._graph(queries, k, allowed)
+        return self._hits(labels, scores, with_abc)
+
+    def search_text(self, text: str, k: int = 10, **options: Any) -> list[Hit]:
+        """Semantic search: the items whose music best matches a text description."""
+        return self.search_vectors(self.require_encoder().embed_texts([text]), k, **options)[0]
+
+    def search_music(self, music: str | Path, k: int = 10, *, tune: int = 0, **options: Any) -> list[Hit]:
+        """Similar-music search for a tune given as a file path or ABC text (tune `tune` of several)."""
+        return self.search_vectors(self.require_encoder().embed_abc([read_music(music, tune)]), k, **options)[
+            0
+        ]
+
+    def similar_to(self, item_id: str, k: int = 10, **options: Any) -> list[Hit]:
+        """Similar-music search for an indexed item, by id (no encoding needed)."""
+        label = self.items.label_of(item_id)
+        if label is None:
+            raise UnknownItemError(f"no item with id {item_id!r} in index {self.directory}")
+        return self.search_vectors(np.asarray(self.vectors[label]), k, **options)[0]
+
+    def classify(
+        self, music: str | Path, labels: Sequence[str], template: str = DEFAULT_TEMPLATE, *, tune: int = 0
+    ) -> list[Hit]:
+        """Zero-shot classification of a tune against label texts, with the index's model."""
+        return classify(self.require_encoder(), read_music(music, tune), labels, template)
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        """An item's id, metadata and ABC, or None when the id is not in the index."""
+        label = self.items.label_of(item_id)
+        if label is None:
+            return None
+        found_id, metadata, abc = self.items.items([label], with_abc=True)[label]
+        return {"id": found_id, **metadata, "abc": abc}
+
+    def require_encoder(self) -> Embedder:
+        """The model, for queries that must encode; raises saying where a model was looked for."""
+        if self.encoder is None:
+            looked = ", ".join(map(str, model_dir_candidates(self.manifest)))
+            name = self.manifest.get("model_name")
+            raise FileNotFoundError(
+                f"index {self.directory} needs its model {name!r} to encode queries and none was found "
+                f"(looked in {looked}): pass model_dir (--model DIR) or set CLAMP_MODEL"
+            )
+        return self.encoder
+
+    def _exact(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        keys = self.vectors[: len(self)] if allowed is None else self.vectors[allowed]
+        scores, rows = exact_top_k(queries, keys, k)
+        return (rows if allowed is None else allowed[rows]), scores
+
+    def _graph(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, len(self) if allowed is None else len(allowed))
+        if allowed is None:
+            labels, distances = self.graph.knn_query(queries, k=k, num_threads=1 if len(queries) == 1 else -1)
+        else:
+            allowed_set = set(allowed.tolist())
+            try:  # Python filters are slow across threads: hnswlib advises one
+                labels, distances = self.graph.knn_query(
+                    queries, k=k, num_threads=1, filter=allowed_set.__contains__
+                )
+            except RuntimeError:  # the graph walk found fewer than k allowed items
+                return self._exact(queries, k, allowed)
+        return labels.astype(np.int64), 1.0 - distances  # space "ip": distance = 1 - inner product
+
+    def _graph_then_filter(
+        self, queries: np.ndarray, k: int, conditions: Sequence[Condition]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The filtered top k out of the unfiltered top k * OVERFETCH; None when too few of those pass."""
+        labels, scores = self._graph(queries, k * OVERFETCH, None)
+        passing = np.isin(labels, self.items.labels_matching(conditions, among=np.unique(labels)))
+        if (passing.sum(axis=1) < k).any():
+            return None
+        keep = np.stack([np.flatnonzero(row)[:k] for row in passing])
+        return np.take_along_axis(labels, keep, axis=1), np.take_along_axis(scores, keep, axis=1)
+
+    def _hits(self, labels: np.ndarray, scores: np.ndarray, with_abc: bool) -> list[list[Hit]]:
+        found = self.items.items(np.unique(labels).tolist(), with_abc)
+        return [
+            [
+                Hit(found[lab][0], float(s), found[lab][1], found[lab][2])
+                for lab, s in zip(row, srow, strict=True)
+            ]
+            for row, srow in zip(labels.tolist(), scores, strict=True)
+        ]

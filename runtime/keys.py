@@ -1,0 +1,209 @@
+"""Ad hoc keys, as clamp.py queries them: text lines or a folder of ABC files, embedded on the fly and cached.
+
+Also zero-shot classification (music against prompted label texts) and reading a music query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from runtime.abc import split_tunes
+from runtime.search import Hit, exact_top_k
+
+MUSIC_SUFFIXES = (".abc",)
+DEFAULT_TEMPLATE = "This is a {}."
+LABEL_SETS_FILE = Path(__file__).with_name("labelsets.json")
+
+
+class Embedder(Protocol):
+    """What key sets need from runtime.encoder.Encoder."""
+
+    model_hash: str
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_abc(self, abcs: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """Keys held in memory: ids, L2-normalised vectors [N, dim] and per-key metadata, searched exactly."""
+
+    ids: list[str]
+    vectors: np.ndarray
+    metadata: list[dict[str, Any]]
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """Best k keys per query row (k <= 0: all keys), best first."""
+        if not self.ids:
+            raise ValueError("there are no keys to search: check the keys file or folder")
+        scores, rows = exact_top_k(queries, self.vectors, k if k > 0 else len(self.ids))
+        return [
+            [Hit(self.ids[r], float(s), self.metadata[r]) for s, r in zip(row_scores, row_rows, strict=True)]
+            for row_scores, row_rows in zip(scores, rows, strict=True)
+        ]
+
+
+def read_music(source: str | Path, tune: int = 0) -> str:
+    """The ABC text of tune `tune` of a file path or of ABC text (text has a newline; a path has none)."""
+    if isinstance(source, Path) or "\n" not in source:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"music file {path} not found (pass a path to an .abc file, or ABC text)")
+        text, origin = path.read_text(encoding="utf-8", errors="replace"), str(path)
+    else:
+        text, origin = source, "the ABC text"
+    tunes = split_tunes(text)
+    if not tunes:
+        if not text.strip():
+            raise ValueError(f"{origin} holds no ABC music")
+        return text  # a tune without an X: line: use it as it is
+    if not 0 <= tune < len(tunes):
+        raise ValueError(f"{origin} holds {len(tunes)} tune(s): pick one with tune index 0..{len(tunes) - 1}")
+    return tunes[tune].abc
+
+
+def label_sets() -> dict[str, dict]:
+    """The built-in label sets: {name: {"template": str, "labels": [str]}}."""
+    return json.loads(LABEL_SETS_FILE.read_text())
+
+
+def label_set(name: str) -> tuple[str, list[str]]:
+    """(template, labels) of a built-in label set."""
+    sets = label_sets()
+    if name not in sets:
+        raise ValueError(f"unknown label set {name!r}; built-in sets: {', '.join(sorted(sets))}")
+    return sets[name]["template"], list(sets[name]["labels"])
+
+
+def classify(
+    encoder: Embedder, abc: str, labels: Sequence[str], template: str = DEFAULT_TEMPLATE
+) -> list[Hit]:
+    """Zero-shot classification: every label, best first, by cosine of the music and the prompted label."""
+    if "{}" not in template:
+        raise ValueError(
+            f"template {template!r} needs a {{}} where the label goes, e.g. {DEFAULT_TEMPLATE!r}"
+        )
+    labels = [label.strip() for label in labels if label.strip()]
+    if not labels:
+        raise ValueError("no labels to classify with: give at least one label")
+    prompts = [template.replace("{}", label) for label in labels]
+    keys = KeySet(labels, encoder.embed_texts(prompts), [{"text": p} for p in prompts])
+    return keys.search(encoder.embed_abc([abc]), 0)[0]
+
+
+def text_keys(encoder: Embedder, texts: Sequence[str]) -> KeySet:
+    """Text keys from strings (ids are the texts themselves)."""
+    texts = [t.strip() for t in texts if t.strip()]
+    return KeySet(texts, encoder.embed_texts(texts), [{} for _ in texts])
+
+
+def text_keys_file(encoder: Embedder, path: Path, cache: FeatureCache | None = None) -> KeySet:
+    """Text keys from a file, one key a line (empty lines skipped), with cached features."""
+    texts = [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+    if not texts:
+        raise ValueError(f"text keys file {path} has no keys: write one key text a line")
+    vectors = _cached(cache, [path], lambda stale: encoder.embed_texts(texts), lambda p: len(texts))
+    return KeySet(texts, vectors, [{} for _ in texts])
+
+
+def music_keys(encoder: Embedder, root: Path, cache: FeatureCache | None = None) -> KeySet:
+    """Music keys from an ABC file or a folder of them (recursive): one key per tune, features cached."""
+    files = (
+        [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix.lower() in MUSIC_SUFFIXES)
+    )
+    if not files:
+        raise ValueError(f"no music files ({', '.join(MUSIC_SUFFIXES)}) found under {root}")
+    tunes = {f: split_tunes(f.read_text(encoding="utf-8", errors="replace")) for f in files}
+    ids, metadata = [], []
+    for f in files:
+        name = f.name if f == root else str(f.relative_to(root))
+        for tune in tunes[f]:
+            ids.append(name if len(tunes[f]) == 1 else f"{name}#{tune.index}")
+            metadata.append({"path": str(f), "tune_index": tune.index, **tune.meta})
+    if not ids:
+        raise ValueError(f"no ABC tunes (X: records) found in {root}")
+
+    def embed(stale: list[Path]) -> np.ndarray:
+        return encoder.embed_abc([t.abc for f in stale for t in tunes[f]])
+
+    vectors = _cached(cache, files, embed, lambda f: len(tunes[f]))
+    return KeySet(ids, vectors, metadata)
+
+
+class FeatureCache:
+    """Per-file key features in one .npz, reused while a file's path, mtime and size are unchanged."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @classmethod
+    def for_keys(cls, model_hash: str, root: Path) -> FeatureCache:
+        """The cache of one model's features of one keys file or folder ($CLAMP_CACHE_DIR or ~/.cache)."""
+        cache_dir = Path(os.environ.get("CLAMP_CACHE_DIR", Path.home() / ".cache" / "clamp-index"))
+        where = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+        return cls(cache_dir / f"keys-{model_hash[:16]}-{where}.npz")
+
+    def load(self) -> dict[tuple[str, int, int], np.ndarray]:
+        """Features by (absolute path, mtime_ns, size); empty when there is no readable cache."""
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                offsets, vectors = data["offsets"], data["vectors"]
+                return {
+                    (str(f), int(m), int(s)): vectors[offsets[i] : offsets[i + 1]]
+                    for i, (f, m, s) in enumerate(
+                        zip(data["files"], data["mtimes"], data["sizes"], strict=True)
+                    )
+                }
+        except (OSError, ValueError, KeyError):
+            return {}
+
+    def save(self, entries: dict[tuple[str, int, int], np.ndarray]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        counts = [len(v) for v in entries.values()]
+        tmp = self.path.with_suffix(".tmp.npz")
+        np.savez(
+            tmp,
+            files=np.array([k[0] for k in entries], dtype=str),
+            mtimes=np.array([k[1] for k in entries], dtype=np.int64),
+            sizes=np.array([k[2] for k in entries], dtype=np.int64),
+            offsets=np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]),
+            vectors=np.concatenate(list(entries.values())),
+        )
+        tmp.replace(self.path)
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
+
+
+def _cached(
+    cache: FeatureCache | None,
+    files: list[Path],
+    embed: Callable[[list[Path]], np.ndarray],
+    count: Callable[[Path], int],
+) -> np.ndarray:
+    """Features of `files` in order: cached ones reused, the rest embedded (all at once) and cached."""
+    stamps = [_stamp(f) for f in files]
+    known = cache.load() if cache else {}
+    stale = [f for f, s in zip(files, stamps, strict=True) if s not in known or len(known[s]) != count(f)]
+    fresh = embed(stale) if stale else None
+    entries, offset, stale_set = {}, 0, set(stale)
+    for f, s in zip(files, stamps, strict=True):
+        if f in stale_set:
+            entries[s], offset = fresh[offset : offset + count(f)], offset + count(f)
+        else:
+            entries[s] = known[s]
+    vectors = np.concatenate(list(entries.values())).astype(np.float32, copy=False)
+    if cache and (stale or set(known) != set(entries)):
+        cache.save(entries)
+    return vectors

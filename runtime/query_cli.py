@@ -1,0 +1,307 @@
+"""`clamp search | similar | classify | query`: the CLaMP query kinds from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from runtime.index import Index, resolve_model_dir
+from runtime.keys import (
+    DEFAULT_TEMPLATE,
+    Embedder,
+    FeatureCache,
+    KeySet,
+    label_set,
+    label_sets,
+    music_keys,
+    read_music,
+    text_keys_file,
+)
+from runtime.keys import classify as classify_music
+from runtime.search import FILTER_HELP, Hit, hits_as_dicts, softmax_probs
+
+TABLE_FIELDS = ("title", "rhythm", "meter", "key", "origin")  # shown when the hits carry them
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Report the errors a user can fix (bad path, filter, model) as one line, not a traceback."""
+    try:
+        yield
+    except (ValueError, KeyError, OSError) as err:
+        raise click.ClickException(str(err.args[0]) if isinstance(err, KeyError) else str(err)) from err
+
+
+def format_table(hits: list[Hit]) -> str:
+    """Hits as an aligned text table, best first: rank, cosine, softmax prob (scale e), metadata, id."""
+    if not hits:
+        return "no results"
+    fields = [f for f in TABLE_FIELDS if any(h.metadata.get(f) for h in hits)]
+    header = ["#", "cosine", "prob", *fields, "id"]
+    rows = [
+        [str(rank), f"{hit.score:.4f}", f"{prob:.1%}", *(_cell(hit.metadata.get(f)) for f in fields), hit.id]
+        for rank, (hit, prob) in enumerate(zip(hits, softmax_probs([h.score for h in hits]), strict=True), 1)
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+    abcs = [f"\n--- {rank}. {hit.id}\n{hit.abc.rstrip()}" for rank, hit in enumerate(hits, 1) if hit.abc]
+    return "\n".join(lines + abcs)
+
+
+def _cell(value: Any, width: int = 40) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def emit(query: str, hits: list[Hit], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"query": query, "results": hits_as_dicts(hits)}, indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_table(hits))
+
+
+def read_music_arg(music: str, tune: int) -> str:
+    """A tune from a file path, or from stdin for '-'."""
+    if music == "-":
+        return read_music(sys.stdin.read() + "\n", tune)  # the newline marks it as ABC text, not a path
+    return read_music(Path(music), tune)
+
+
+def read_text_arg(text: str) -> str:
+    """A text query: the string itself, the contents of a file it names (as clamp.py's), or stdin for '-'."""
+    if text == "-":
+        return sys.stdin.read()
+    return Path(text).read_text() if "\n" not in text and Path(text).is_file() else text
+
+
+def open_encoder(model_dir: str | None) -> Embedder:
+    from runtime.encoder import Encoder
+
+    return Encoder.open(resolve_model_dir(model_dir))
+
+
+def index_options(command: Callable) -> Callable:
+    """Options shared by the commands that query an index."""
+    for option in reversed(
+        [
+            click.option(
+                "--index",
+                "index_dir",
+                required=True,
+                type=click.Path(exists=True, file_okay=False),
+                help="Index dir (from `clamp index build`).",
+            ),
+            click.option("-k", "k", default=10, show_default=True, help="Number of results."),
+            click.option("--filter", "filter_text", default=None, help=f"Metadata filter: {FILTER_HELP}."),
+            click.option(
+                "--exact", is_flag=True, help="Score every item (brute force) instead of walking the graph."
+            ),
+            click.option("--abc", "with_abc", is_flag=True, help="Also print each result's ABC."),
+            model_option,
+            click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+model_option = click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False),
+    help="Model dir [default: the index's model if any, else $CLAMP_MODEL, else build/model].",
+)
+
+
+tune_option = click.option(
+    "--tune", default=0, show_default=True, help="Which tune of a multi-tune file (0-based)."
+)
+
+
+@click.command()
+@click.argument("text")
+@index_options
+def search(
+    text: str,
+    index_dir: str,
+    k: int,
+    filter_text: str | None,
+    exact: bool,
+    with_abc: bool,
+    model_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Semantic search: tunes of an index that match a TEXT description.
+
+    \b
+    clamp search "a lively jig" --index build/index -k 5
+    clamp search "slow air" --index build/index --filter 'meter = 3/4 and origin contains Ireland'
+    """
+    with user_errors():
+        hits = Index.open(index_dir, model_dir).search_text(
+            text, k, filter=filter_text, exact=exact, with_abc=with_abc
+        )
+    emit(text, hits, as_json)
+
+
+@click.command()
+@click.argument("music")
+@tune_option
+@index_options
+def similar(
+    music: str,
+    tune: int,
+    index_dir: str,
+    k: int,
+    filter_text: str | None,
+    exact: bool,
+    with_abc: bool,
+    model_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Similar music: tunes of an index closest to the tune in MUSIC (an .abc file, or - for stdin).
+
+    \b
+    clamp similar tune.abc --index build/index
+    clamp similar collection.abc --tune 3 --index build/index --filter 'rhythm = reel'
+    """
+    with user_errors():
+        index = Index.open(index_dir, model_dir)
+        hits = index.search_music(
+            read_music_arg(music, tune), k, filter=filter_text, exact=exact, with_abc=with_abc
+        )
+    emit(music, hits, as_json)
+
+
+def _list_label_sets(ctx: click.Context, _param: click.Parameter, on: bool) -> None:
+    if on:
+        click.echo(json.dumps(label_sets(), indent=2))
+        ctx.exit()
+
+
+@click.command()
+@click.argument("music")
+@tune_option
+@click.option("--labels", default=None, help='Comma-separated candidate labels, e.g. "jig,reel,hornpipe".')
+@click.option(
+    "--label-set",
+    "label_set_name",
+    default=None,
+    help="A built-in label set instead of --labels (see --list-label-sets).",
+)
+@click.option(
+    "--template",
+    default=None,
+    help=f'Prompt around each label [default: "{DEFAULT_TEMPLATE}" or the set\'s].',
+)
+@click.option(
+    "--list-label-sets",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_list_label_sets,
+    help="Print the built-in label sets and exit.",
+)
+@model_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def classify(
+    music: str,
+    tune: int,
+    labels: str | None,
+    label_set_name: str | None,
+    template: str | None,
+    model_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Zero-shot classification of the tune in MUSIC (an .abc file, or - for stdin) among text labels.
+
+    Each label becomes a prompt (the template with the label in place of {}); the labels are ranked by
+    the cosine of prompt and music. No index needed.
+
+    \b
+    clamp classify tune.abc --labels "jig,reel,hornpipe" --template "This is a {}."
+    clamp classify tune.abc --label-set tune-type
+    """
+    with user_errors():
+        if (labels is None) == (label_set_name is None):
+            raise ValueError("give either --labels or --label-set (one of them)")
+        set_template, names = (
+            label_set(label_set_name) if label_set_name else (DEFAULT_TEMPLATE, labels.split(","))
+        )
+        hits = classify_music(
+            open_encoder(model_dir), read_music_arg(music, tune), names, template or set_template
+        )
+    emit(music, hits, as_json)
+
+
+@click.command()
+@click.argument("query_text", metavar="QUERY")
+@click.option(
+    "--keys",
+    "keys_path",
+    required=True,
+    type=click.Path(exists=True),
+    help="Music keys: an .abc file or a folder of them. Text keys: a file, one key a line.",
+)
+@click.option(
+    "--query-modal",
+    type=click.Choice(["text", "music"]),
+    default="music",
+    show_default=True,
+    help="QUERY is text (a string, a file, or - for stdin) or music (an .abc file, or -).",
+)
+@click.option(
+    "--key-modal",
+    type=click.Choice(["text", "music"]),
+    default="text",
+    show_default=True,
+    help="The keys are text lines or music (see --keys).",
+)
+@click.option("--top-n", default=10, show_default=True, help="Number of results; 0 for all keys.")
+@tune_option
+@model_option
+@click.option("--no-cache", is_flag=True, help="Do not read or write the key feature cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def query(
+    query_text: str,
+    keys_path: str,
+    query_modal: str,
+    key_modal: str,
+    top_n: int,
+    tune: int,
+    model_dir: str | None,
+    no_cache: bool,
+    as_json: bool,
+) -> None:
+    """Ad hoc queries, as CLaMP's clamp.py: any query modality against any key modality, no index.
+
+    Key features are cached (in $CLAMP_CACHE_DIR or ~/.cache/clamp-index, by model, file, mtime and
+    size), so repeated queries over the same keys only encode the query.
+
+    \b
+    clamp query "a green field with a blue sky" --query-modal text --key-modal music --keys tunes/
+    clamp query tune.abc --query-modal music --key-modal text --keys composers.txt
+    clamp query tune.abc --query-modal music --key-modal music --keys tunes/ --top-n 5
+    """
+    with user_errors():
+        encoder = open_encoder(model_dir)
+        root = Path(keys_path)
+        cache = None if no_cache else FeatureCache.for_keys(encoder.model_hash, root)
+        keys: KeySet = (
+            music_keys(encoder, root, cache) if key_modal == "music" else text_keys_file(encoder, root, cache)
+        )
+        if query_modal == "music":
+            vector = encoder.embed_abc([read_music_arg(query_text, tune)])
+        else:
+            vector = encoder.embed_texts([read_text_arg(query_text)])
+        hits = keys.search(vector, top_n)[0]
+    emit(query_text, hits, as_json)

@@ -1,0 +1,166 @@
+"""`clamp serve`'s HTTP API: a real uvicorn server on 127.0.0.1, real requests with httpx."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from query_corpus import Corpus, build_corpus
+
+from runtime.index import Index
+from runtime.keys import read_music
+from runtime.server import create_app
+
+
+@contextmanager
+def serving(app) -> Iterator[httpx.Client]:
+    """Run the app under uvicorn on a free local port; yield a client for it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Corpus:
+    return build_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def index(built) -> Index:
+    return Index.open(built.index_dir)
+
+
+@pytest.fixture(scope="module")
+def client(index) -> Iterator[httpx.Client]:
+    with serving(create_app(index, max_body_bytes=100_000)) as client:
+        yield client
+
+
+def test_search_returns_ranked_hits_with_timing(client, index):
+    response = client.post("/search", json={"text": "a lively jig", "k": 4})
+    assert response.status_code == 200
+    hits = response.json()["results"]
+    assert [h["id"] for h in hits] == [h.id for h in index.search_text("a lively jig", k=4)]
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    timing = response.headers["server-timing"]
+    assert "encode;dur=" in timing and "search;dur=" in timing and "total;dur=" in timing
+
+
+def test_search_filters_and_its_errors(client):
+    hits = client.post(
+        "/search", json={"text": "a song", "k": 5, "filter": "origin = irland", "with_abc": True}
+    )
+    assert all(h["origin"] == "Irland" and h["abc"] for h in hits.json()["results"])
+    bad = client.post("/search", json={"text": "a song", "filter": "origin is Irland"})
+    assert bad.status_code == 400 and "bad filter" in bad.json()["detail"]
+    assert client.post("/search", json={"text": ""}).status_code == 422
+    assert client.post("/search", json={"text": "x", "k": 0}).status_code == 422
+
+
+def test_similar_from_json_an_uploaded_file_or_an_id(client, built):
+    path = built.abc_dir / "oneills1850-1556-1624.abc"
+    from_json = client.post("/similar", json={"abc": path.read_text(), "tune": 5, "k": 3}).json()["results"]
+    assert from_json[0]["score"] == pytest.approx(1, abs=1e-4)
+    upload = client.post(
+        "/similar", files={"file": (path.name, path.read_bytes())}, data={"tune": "5", "k": "3"}
+    )
+    assert upload.status_code == 200 and upload.json()["results"] == from_json
+    by_id = client.post("/similar", json={"id": from_json[0]["id"], "k": 3}).json()["results"]
+    assert by_id[0]["id"] == from_json[0]["id"]
+    assert client.post("/similar", json={"id": "nope"}).status_code == 404
+    assert "give the query tune" in client.post("/similar", json={"k": 3}).json()["detail"]
+    assert client.post("/similar", json={"abc": read_music(path, 0), "tune": 3}).status_code == 400
+
+
+def test_classify_with_labels_or_a_label_set(client, built):
+    abc = (built.abc_dir / "oneills1850-0721-0730.abc").read_text()
+    hits = client.post("/classify", json={"abc": abc, "labels": ["jig", "reel"], "template": "A {}."}).json()
+    assert sorted(h["id"] for h in hits["results"]) == ["jig", "reel"]
+    by_set = client.post("/classify", json={"abc": abc, "label_set": "meter"})
+    assert by_set.status_code == 200 and len(by_set.json()["results"]) >= 4
+    assert client.post("/classify", json={"abc": abc}).status_code == 400
+
+
+def test_embeddings_are_openai_shaped_and_match_the_encoder(client, index, built):
+    texts = client.post("/v1/embeddings", json={"input": ["a jig", "a reel"], "modality": "text"}).json()
+    assert texts["object"] == "list" and [d["index"] for d in texts["data"]] == [0, 1]
+    np.testing.assert_allclose(
+        [d["embedding"] for d in texts["data"]], index.encoder.embed_texts(["a jig", "a reel"]), atol=1e-6
+    )
+    abc = read_music(built.abc_dir / "essenFolksong-irl.abc", 0)
+    music = client.post("/v1/embeddings", json={"input": abc, "modality": "abc"}).json()
+    np.testing.assert_allclose(music["data"][0]["embedding"], index.encoder.embed_abc([abc])[0], atol=1e-6)
+    assert client.post("/v1/embeddings", json={"input": [], "modality": "text"}).status_code == 400
+    assert client.post("/v1/embeddings", json={"input": "x", "modality": "midi"}).status_code == 422
+
+
+def test_items_health_metrics_and_docs(client, index):
+    some_id = index.search_text("a tune", k=1)[0].id
+    item = client.get(f"/items/{some_id}").json()
+    assert item["id"] == some_id and item["abc"].startswith("X:")
+    assert client.get("/items/nope").status_code == 404
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["count"] == len(index) and health["model_loaded"]
+    client.post("/search", json={"text": "metrics"})
+    routes = client.get("/metrics").json()["routes"]
+    assert routes["/search"]["requests"] >= 1 and routes["/items/{item_id}"]["errors"] >= 1
+    assert routes["/search"]["latency_ms"]["p50"] > 0
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {
+        "/search",
+        "/similar",
+        "/classify",
+        "/v1/embeddings",
+        "/items/{item_id}",
+        "/health",
+    } <= paths.keys()
+
+
+def test_request_size_limits_declared_or_chunked(client):
+    big = client.post("/search", json={"text": "x" * 200_000})
+    assert big.status_code == 413 and "over 100000 bytes" in big.json()["detail"]
+    chunked = client.post(
+        "/search", content=(b"x" * 10_000 for _ in range(20)), headers={"content-type": "application/json"}
+    )
+    assert chunked.status_code == 413
+
+
+def test_overload_is_answered_with_429(index):
+    def slow_body():
+        yield b'{"text": "a slow'
+        time.sleep(1.0)
+        yield b' air"}'
+
+    with serving(create_app(index, max_concurrency=1)) as client:
+        outcome = {}
+        headers = {"content-type": "application/json"}
+        first = threading.Thread(
+            target=lambda: outcome.update(slow=client.post("/search", content=slow_body(), headers=headers))
+        )
+        first.start()
+        time.sleep(0.3)
+        busy = client.post("/search", json={"text": "a reel"})
+        first.join()
+        assert busy.status_code == 429 and busy.headers["retry-after"] == "1"
+        assert outcome["slow"].status_code == 200
+        assert client.get("/metrics").json()["routes"]["/search"]["rejected"] == 1
