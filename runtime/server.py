@@ -1,0 +1,332 @@
+"""`clamp serve`: the query kinds as a JSON HTTP API (FastAPI; OpenAPI docs at /docs). GET /: the web page."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, Literal
+
+import click
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from runtime.http_guards import ApiKey, BodyLimit, Metrics, route_of
+from runtime.index import Index, UnknownItemError
+from runtime.keys import DEFAULT_TEMPLATE, classify, label_set, read_music
+from runtime.search import hits_as_dicts
+from runtime.web import add_web_page
+
+MAX_BODY_BYTES = 2 << 20
+MAX_K = 1000
+MAX_TEXT_CHARS = 4096
+MAX_ABC_CHARS = 1 << 20
+MAX_INPUTS = 256
+REQUEST_TIMEOUT_S = 30.0
+MAX_FORM_FIELDS = 16
+# Open without the API key: liveness, and the web page's files (no data in them; its queries need the key).
+PUBLIC_PATHS = ("/health", "/")
+
+
+class QueryOptions(BaseModel):
+    k: int = Field(10, ge=1, le=MAX_K, description="Number of results.")
+    filter: str | None = Field(
+        None, description='Metadata filter, e.g. meter = 6/8 and origin contains "Ireland".'
+    )
+    exact: bool = Field(False, description="Score every item instead of walking the HNSW graph.")
+    with_abc: bool = Field(False, description="Include each result's ABC.")
+
+    def search_options(self) -> dict[str, Any]:
+        return {"filter": self.filter, "exact": self.exact, "with_abc": self.with_abc}
+
+
+class SearchRequest(QueryOptions):
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="What the music is like.")
+
+
+class SimilarRequest(QueryOptions):
+    abc: str | None = Field(None, max_length=MAX_ABC_CHARS, description="ABC text of the query tune(s).")
+    tune: int = Field(0, ge=0, description="Which tune of a multi-tune ABC text.")
+    id: str | None = Field(None, description="Or: the id of an indexed tune.")
+
+
+class ClassifyRequest(BaseModel):
+    abc: str = Field(min_length=1, max_length=MAX_ABC_CHARS)
+    tune: int = Field(0, ge=0)
+    labels: list[str] | None = Field(None, max_length=MAX_INPUTS, description="Candidate labels.")
+    label_set: str | None = Field(None, description="Or: a built-in label set, e.g. tune-type.")
+    template: str | None = Field(
+        None, description=f'Prompt with {{}} for the label [default: "{DEFAULT_TEMPLATE}"].'
+    )
+
+
+class EmbeddingsRequest(BaseModel):
+    input: str | list[str] = Field(description="One text/ABC or a list of them.")
+    modality: Literal["text", "abc"] = "text"
+    model: str | None = Field(None, description="Ignored: the served model answers.")
+
+
+def create_app(
+    index: Index,
+    max_concurrency: int = 4,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    *,
+    api_key: str | None = None,
+    cors_origins: tuple[str, ...] = (),
+    request_timeout: float = REQUEST_TIMEOUT_S,
+) -> FastAPI:
+    """The HTTP API over one open index (and its model).
+
+    Guards, outermost first: CORS (off unless origins are given), the API key (when one is given), the
+    request timeout, bounded concurrency (429) with metrics, the body limit (413).
+    """
+    app = FastAPI(title="clamp-index", summary="Cross-modal symbolic music retrieval with CLaMP.")
+    metrics = Metrics()
+    in_flight = {"n": 0}
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # inside `guard`, which is added after it
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        """Bounded concurrency (429 when full), a time limit (503), metrics and a Server-Timing header."""
+        started = time.perf_counter()
+        if request.method == "POST" and in_flight["n"] >= max_concurrency:
+            response = JSONResponse(
+                {"detail": "server busy: retry shortly"}, status_code=429, headers={"Retry-After": "1"}
+            )
+        else:
+            in_flight["n"] += request.method == "POST"
+            try:  # a slow client or a stuck query gives up its slot; the encoder thread runs out on its own
+                response = await asyncio.wait_for(call_next(request), request_timeout)
+            except asyncio.TimeoutError:
+                response = JSONResponse(
+                    {"detail": f"request took longer than {request_timeout:g} s"},
+                    status_code=503,
+                    headers={"Retry-After": "1"},
+                )
+            finally:
+                in_flight["n"] -= request.method == "POST"
+        seconds = time.perf_counter() - started
+        metrics.record(route_of(request.url.path, app.state.routes), response.status_code, seconds)
+        stages = getattr(request.state, "timings", {})
+        response.headers["Server-Timing"] = ", ".join(
+            f"{name};dur={took * 1000:.2f}" for name, took in {**stages, "total": seconds}.items()
+        )
+        return response
+
+    @app.exception_handler(ValueError)
+    async def bad_request(request: Request, err: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=400)
+
+    @app.exception_handler(UnknownItemError)
+    async def unknown_item(request: Request, err: UnknownItemError) -> JSONResponse:
+        return JSONResponse({"detail": err.args[0]}, status_code=404)
+
+    @app.exception_handler(FileNotFoundError)
+    async def no_model(request: Request, err: FileNotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=503)
+
+    def timed(request: Request, stage: str, fn, *args, **kwargs):
+        """fn(*args, **kwargs), its duration noted for the Server-Timing header."""
+        started = time.perf_counter()
+        result = fn(*args, **kwargs)
+        request.state.timings = {
+            **getattr(request.state, "timings", {}),
+            stage: time.perf_counter() - started,
+        }
+        return result
+
+    def search_response(request: Request, query: str, vector: np.ndarray, options: QueryOptions) -> dict:
+        hits = timed(request, "search", index.search_vectors, vector, options.k, **options.search_options())[
+            0
+        ]
+        return {"query": query, "results": hits_as_dicts(hits)}
+
+    @app.post("/search", summary="Semantic search: tunes matching a text description")
+    def search(body: SearchRequest, request: Request) -> dict:
+        vector = timed(request, "encode", index.require_encoder().embed_texts, [body.text])
+        return search_response(request, body.text, vector, body)
+
+    similar_body = {
+        "content": {
+            "application/json": {"schema": SimilarRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "an .abc file"},
+                        **{name: {"type": "string"} for name in ("k", "filter", "exact", "with_abc", "tune")},
+                    },
+                }
+            },
+        }
+    }
+
+    @app.post(
+        "/similar",
+        summary="Similar music: tunes closest to an ABC tune (JSON, an uploaded .abc file, or an indexed id)",
+        openapi_extra={"requestBody": similar_body},
+    )
+    async def similar(request: Request) -> dict:
+        body = await similar_request(request)
+        return await run_in_threadpool(similar_hits, request, body)  # encoding must not block the event loop
+
+    def similar_hits(request: Request, body: SimilarRequest) -> dict:
+        if body.id is not None:
+            hits = index.similar_to(body.id, body.k, **body.search_options())
+            return {"query": body.id, "results": hits_as_dicts(hits)}
+        if not body.abc:
+            raise HTTPException(
+                422, "give the query tune as `abc` (JSON), a `file` upload, or an indexed `id`"
+            )
+        abc = read_music(body.abc + "\n", body.tune)  # the newline marks it as ABC text, not a path
+        vector = timed(request, "encode", index.require_encoder().embed_abc, [abc])
+        return search_response(request, body.abc, vector, body)
+
+    async def similar_request(request: Request) -> SimilarRequest:
+        try:
+            if request.headers.get("content-type", "").startswith("multipart/form-data"):
+                form = await request.form(
+                    max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_ABC_CHARS
+                )
+                upload = form.get("file")
+                if upload is None or isinstance(upload, str):
+                    raise HTTPException(422, "multipart request needs a `file` field holding an .abc file")
+                fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+                abc = (await upload.read()).decode("utf-8", errors="replace")
+                return SimilarRequest(**fields, abc=abc)
+            return SimilarRequest.model_validate_json(await request.body())
+        except ValidationError as err:
+            raise HTTPException(422, json.loads(err.json(include_url=False))) from err
+
+    @app.post("/classify", summary="Zero-shot classification of an ABC tune among text labels")
+    def classify_tune(body: ClassifyRequest, request: Request) -> dict:
+        if (body.labels is None) == (body.label_set is None):
+            raise ValueError("give either `labels` or `label_set` (one of them)")
+        template, labels = label_set(body.label_set) if body.label_set else (DEFAULT_TEMPLATE, body.labels)
+        abc = read_music(body.abc + "\n", body.tune)
+        hits = timed(
+            request, "classify", classify, index.require_encoder(), abc, labels, body.template or template
+        )
+        return {"results": hits_as_dicts(hits)}
+
+    @app.post("/v1/embeddings", summary="Embeddings, OpenAI-shaped; modality text or abc")
+    def embeddings(body: EmbeddingsRequest, request: Request) -> dict:
+        inputs = [body.input] if isinstance(body.input, str) else body.input
+        if not 1 <= len(inputs) <= MAX_INPUTS:
+            raise ValueError(f"input must hold 1..{MAX_INPUTS} items, got {len(inputs)}")
+        encoder = index.require_encoder()
+        embed = encoder.embed_texts if body.modality == "text" else encoder.embed_abc
+        vectors = timed(request, "encode", embed, inputs)
+        return {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)
+            ],
+            "model": index.manifest.get("model_name") or index.manifest["model_hash"],
+            "usage": {"prompt_tokens": 0, "total_tokens": 0},
+        }
+
+    @app.get("/items/{item_id}", summary="An indexed tune's metadata and ABC")
+    def item(item_id: str) -> dict:
+        found = index.item(item_id)
+        if found is None:
+            raise UnknownItemError(f"no item with id {item_id!r}")
+        return found
+
+    @app.get("/health", summary="Liveness, and what is served")
+    def health() -> dict:
+        keys = ("model_name", "model_hash", "count", "dim")
+        return {
+            "status": "ok",
+            **{k: index.manifest.get(k) for k in keys},
+            "model_loaded": index.encoder is not None,
+        }
+
+    @app.get("/metrics", summary="Request counts and latencies per route")
+    def get_metrics() -> dict:
+        return {**metrics.snapshot(), "in_flight": in_flight["n"]}
+
+    add_web_page(app)
+    app.state.routes = {route.path for route in app.routes}
+    if api_key:
+        app.add_middleware(ApiKey, key=api_key, public=is_public)
+    if cors_origins:  # outside the key check: browsers send preflight requests without credentials
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+    return app
+
+
+def is_public(path: str) -> bool:
+    """Paths served without the API key."""
+    return path in PUBLIC_PATHS or path.startswith("/static/")
+
+
+@click.command()
+@click.option(
+    "--index", "index_dir", required=True, type=click.Path(exists=True, file_okay=False), help="Index dir."
+)
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False),
+    help="Model dir [default: the index's model, else $CLAMP_MODEL, else build/model].",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True)
+@click.option("--max-concurrency", default=4, show_default=True, help="Queries at once; more get HTTP 429.")
+@click.option(
+    "--api-key",
+    envvar="CLAMP_API_KEY",
+    default=None,
+    help="Require `Authorization: Bearer KEY` on every query [default: $CLAMP_API_KEY, else no key].",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="Let web pages from this origin (e.g. https://example.org) call the API; repeatable [default: none]",
+)
+@click.option(
+    "--request-timeout",
+    default=REQUEST_TIMEOUT_S,
+    show_default=True,
+    help="Seconds a request may take, slow uploads included; then HTTP 503.",
+)
+def serve(
+    index_dir: str,
+    model_dir: str | None,
+    host: str,
+    port: int,
+    max_concurrency: int,
+    api_key: str | None,
+    cors_origins: tuple[str, ...],
+    request_timeout: float,
+) -> None:
+    """Serve an index over HTTP (JSON). Interactive API docs at http://HOST:PORT/docs.
+
+    \b
+    POST /search          {"text": "a lively jig", "k": 10, "filter": "meter = 6/8"}
+    POST /similar         {"abc": "X:1 ..."} or {"id": "..."} or a multipart .abc `file`
+    POST /classify        {"abc": "X:1 ...", "labels": ["jig", "reel"]} or {"label_set": "tune-type"}
+    POST /v1/embeddings   {"input": ["a jig"], "modality": "text"}   (OpenAI-shaped; modality text|abc)
+    GET  /items/{id}  /health  /metrics
+    """
+    import uvicorn
+
+    try:  # a server runs for long: check every byte of the index and model files once, at start
+        index = Index.open(index_dir, model_dir, full_check=True)
+    except (ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from err
+    app = create_app(
+        index, max_concurrency, api_key=api_key, cors_origins=cors_origins, request_timeout=request_timeout
+    )
+    uvicorn.run(app, host=host, port=port)
