@@ -78,7 +78,7 @@ def read_abc_file(path: Path, source: str, columns: TableColumns) -> Iterator[It
 
 
 def read_score_file(path: Path, source: str, columns: TableColumns) -> Iterator[Item]:
-    """A MusicXML or MIDI score, converted to ABC (with a timeout); a score that fails becomes an error row."""
+    """A MusicXML or MIDI score converted to ABC (with a timeout); a score that fails is an error row."""
     try:
         tunes = read_tunes(path)
     except ScoreError as err:

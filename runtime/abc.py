@@ -64,7 +64,7 @@ def read_header(lines: list[str], defaults: dict[str, str] | None = None) -> dic
 
 
 def split_tunes(text: str) -> list[Tune]:
-    """Split an ABC file into tunes at each `X:` line; the file header's fields become every tune's defaults."""
+    """Split an ABC file into tunes at each `X:` line; file header fields become every tune's defaults."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     starts = [m.start() for m in _TUNE_START.finditer(text)]
     if not starts:

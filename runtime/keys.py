@@ -16,9 +16,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from runtime.abc import split_tunes
+from runtime.formats import SCORE_SUFFIXES, read_tunes
 from runtime.search import Hit, exact_top_k
 
-MUSIC_SUFFIXES = (".abc",)
+MUSIC_SUFFIXES = tuple(sorted(SCORE_SUFFIXES))
 DEFAULT_TEMPLATE = "This is a {}."
 LABEL_SETS_FILE = Path(__file__).with_name("labelsets.json")
 
@@ -53,19 +54,31 @@ class KeySet:
 
 
 def read_music(source: str | Path, tune: int = 0) -> str:
-    """The ABC text of tune `tune` of a file path or of ABC text (text has a newline; a path has none)."""
+    """ABC of tune `tune` of a score file (ABC, MusicXML, MIDI) or of ABC text (text has a newline)."""
     if isinstance(source, Path) or "\n" not in source:
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"music file {path} not found (pass a path to an .abc file, or ABC text)")
-        text, origin = path.read_text(encoding="utf-8", errors="replace"), str(path)
-    else:
-        text, origin = source, "the ABC text"
-    tunes = split_tunes(text)
+            raise FileNotFoundError(f"music file {path} not found (pass a path to a score file, or ABC text)")
+        return pick_tune(read_tunes(path), tune, str(path))
+    tunes = split_tunes(source)
     if not tunes:
-        if not text.strip():
-            raise ValueError(f"{origin} holds no ABC music")
-        return text  # a tune without an X: line: use it as it is
+        if not source.strip():
+            raise ValueError("the ABC text holds no ABC music")
+        return source  # a tune without an X: line: use it as it is
+    return pick_tune(tunes, tune, "the ABC text")
+
+
+def upload_abc(filename: str, data: bytes) -> str:
+    """ABC text of an uploaded score: .abc as sent (tunes picked later), MusicXML/MIDI converted."""
+    path = Path(Path(filename).name or "upload.abc")  # the name only says the format; it is never opened
+    if path.suffix.lower() == ".abc":
+        return data.decode("utf-8", errors="replace")
+    return pick_tune(read_tunes(path, data), 0, path.name)
+
+
+def pick_tune(tunes: list, tune: int, origin: str) -> str:
+    if not tunes:
+        raise ValueError(f"{origin} holds no ABC music")
     if not 0 <= tune < len(tunes):
         raise ValueError(f"{origin} holds {len(tunes)} tune(s): pick one with tune index 0..{len(tunes) - 1}")
     return tunes[tune].abc
@@ -116,13 +129,13 @@ def text_keys_file(encoder: Embedder, path: Path, cache: FeatureCache | None = N
 
 
 def music_keys(encoder: Embedder, root: Path, cache: FeatureCache | None = None) -> KeySet:
-    """Music keys from an ABC file or a folder of them (recursive): one key per tune, features cached."""
+    """Music keys from a score file or a folder of them (recursive): one key per tune, features cached."""
     files = (
         [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix.lower() in MUSIC_SUFFIXES)
     )
     if not files:
         raise ValueError(f"no music files ({', '.join(MUSIC_SUFFIXES)}) found under {root}")
-    tunes = {f: split_tunes(f.read_text(encoding="utf-8", errors="replace")) for f in files}
+    tunes = {f: read_tunes(f) for f in files}
     ids, metadata = [], []
     for f in files:
         name = f.name if f == root else str(f.relative_to(root))

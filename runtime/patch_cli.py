@@ -50,5 +50,5 @@ def patch(file: str, family: str, ids: bool, as_json: bool) -> None:
             click.echo(json.dumps(record))
             continue
         click.echo(f"# tune {i}: {record['title'] or '(untitled)'} — {len(patches)} patches")
-        for n, (text, row) in enumerate(zip(record["patches"], patches)):
+        for n, (text, row) in enumerate(zip(record["patches"], patches, strict=True)):
             click.echo(f"{n:4d}  {'<EOS patch>' if row[0] == EOS_ID else text}")

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from runtime.http_guards import ApiKey, BodyLimit, Metrics, route_of
 from runtime.index import Index, UnknownItemError
-from runtime.keys import DEFAULT_TEMPLATE, classify, label_set, read_music
+from runtime.keys import DEFAULT_TEMPLATE, classify, label_set, read_music, upload_abc
 from runtime.search import hits_as_dicts
 from runtime.web import add_web_page
 
@@ -195,9 +195,10 @@ def create_app(
                 )
                 upload = form.get("file")
                 if upload is None or isinstance(upload, str):
-                    raise HTTPException(422, "multipart request needs a `file` field holding an .abc file")
+                    raise HTTPException(422, "multipart request needs a `file` field (.abc, .mxl or .mid)")
                 fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
-                abc = (await upload.read()).decode("utf-8", errors="replace")
+                data = await upload.read()
+                abc = await run_in_threadpool(upload_abc, upload.filename or "upload.abc", data)
                 return SimilarRequest(**fields, abc=abc)
             return SimilarRequest.model_validate_json(await request.body())
         except ValidationError as err:

@@ -1,4 +1,4 @@
-"""Text as CLaMP sees it: ASCII transliteration, then the model's own tokenizer, batched with padding masks."""
+"""Text as CLaMP sees it: ASCII transliteration, then the model's own tokenizer, batched with masks."""
 
 from __future__ import annotations
 

@@ -122,7 +122,10 @@ def test_non_ascii_goes_through_unidecode_and_controls_become_pad():
 
 
 def test_abc_filter_strips_metadata_comments_and_keeps_music():
-    abc = "X:1\nT:Title\nC:Someone\nO:Ireland\nR:jig\nG:group\nZ:me\n%comment\n%%MIDI program 1\n%%score 1\nM:6/8\nK:D\nGAB cde | %3\n\nw: la la\n"
+    abc = (
+        "X:1\nT:Title\nC:Someone\nO:Ireland\nR:jig\nG:group\nZ:me\n%comment\n%%MIDI program 1\n"
+        "%%score 1\nM:6/8\nK:D\nGAB cde | %3\n\nw: la la\n"
+    )
     assert abc_filter(abc) == "%%score 1\nM:6/8\nK:D\nGAB cde |\n\n\n"
 
 
