@@ -31,7 +31,7 @@ _CLASS_OF_BYTE[32:127] = np.arange(1, 96, dtype=np.uint8)
 
 
 def abc_filter(abc: str) -> str:
-    """Drop the header lines CLaMP never sees (title, composer, origin, lyrics, comments...) and trailing % comments."""
+    """Drop the header lines CLaMP never sees (title, composer, origin, lyrics...) and trailing % comments."""
     out = []
     for line in abc.split("\n"):
         is_score = line.startswith("%%score")
@@ -83,7 +83,8 @@ def encode_patches(strings: list[str], patch_length: int = PATCH_LENGTH) -> np.n
     if n == 0:
         return np.zeros((0, patch_length), dtype=np.uint8)
     cut = [s[:patch_length] for s in strings]
-    raw = np.frombuffer("".join(s.ljust(patch_length, "\0") for s in cut).encode("latin-1", "replace"), np.uint8)
+    padded = "".join(s.ljust(patch_length, "\0") for s in cut)
+    raw = np.frombuffer(padded.encode("latin-1", "replace"), np.uint8)
     ids = _CLASS_OF_BYTE[raw].reshape(n, patch_length)
     lengths = np.fromiter((len(s) for s in cut), dtype=np.int64, count=n)
     rows = np.flatnonzero((lengths > 0) & (lengths < patch_length))
@@ -93,7 +94,9 @@ def encode_patches(strings: list[str], patch_length: int = PATCH_LENGTH) -> np.n
 
 def patchilize(abc: str, max_patches: int | None, add_eos_patch: bool = True) -> np.ndarray:
     """Filtered ABC -> uint8 [P, 64] patch ids, the EOS patch appended, then the first `max_patches` kept."""
-    ids = encode_patches(patch_strings(abc))
+    strings = patch_strings(abc)
+    # Head truncation keeps only the first max_patches: encoding the rest of a huge tune is wasted work.
+    ids = encode_patches(strings if max_patches is None else strings[:max_patches])
     if add_eos_patch:
         ids = np.concatenate([ids, np.full((1, PATCH_LENGTH), EOS_ID, dtype=np.uint8)])
     return ids if max_patches is None else ids[:max_patches]
@@ -108,7 +111,7 @@ def prepare_music(abc: str, max_patches: int | None) -> np.ndarray:
 
 
 def segments(patches: np.ndarray, max_patches: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """CLaMP 2's long-piece handling: consecutive windows, the last one the final full window, and their weights.
+    """CLaMP 2's long pieces: consecutive windows (the last one the final full window) and their weights.
 
     Average the windows' embeddings with these weights (each window's new patches) instead of truncating.
     """
