@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from runtime.integrity import file_entries
 from runtime.modeldir import MANIFEST_FILE, compute_model_hash, file_sha256
 
 VERSIONED_PACKAGES = ("torch", "transformers", "onnx", "onnxruntime", "tokenizers", "clamp-index")
@@ -36,11 +37,8 @@ def versions() -> dict[str, str]:
 
 def write_manifest(model_dir: Path, **sections: Any) -> dict[str, Any]:
     """List every file of the model dir with size and sha256, add the model hash and `sections`; write it."""
-    files = {
-        path.name: {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
-        for path in sorted(model_dir.iterdir())
-        if path.is_file() and path.name != MANIFEST_FILE
-    }
+    names = [p.name for p in sorted(model_dir.iterdir()) if p.is_file() and p.name != MANIFEST_FILE]
+    files = file_entries(model_dir, names)
     manifest = {
         "model_hash": compute_model_hash(model_dir),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

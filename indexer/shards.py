@@ -2,11 +2,14 @@
 
 SHARDS_DIR/shard-00000.parquet ... hold one row per tune (see `shard_schema`); schema metadata names the
 model (model_hash, model_name, dim, dtype). SHARDS_DIR/errors/errors-*.parquet list what failed.
-Files are written under a temporary name and renamed when complete, so a shard either exists whole or not.
+Files are written under a temporary name, synced, and renamed when complete, so a shard either exists whole or
+not. Each gets a `NAME.sha256` beside it (sha256sum's format) before it is renamed, and its data pages carry
+CRCs: every read checks both, so a damaged or altered file is refused with its name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -14,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from indexer.reader import Failure, TuneRecord
+from runtime.integrity import file_sha256
 
 SHARD_NAME = "shard-{:05d}.parquet"
 ERRORS_NAME = "errors/errors-{:05d}.parquet"
+CHECKSUM_SUFFIX = ".sha256"
 METADATA_COLUMNS = ("title", "composer", "origin", "rhythm", "key", "meter")
 DTYPES = {"float16": pa.float16(), "float32": pa.float32()}
 ROW_GROUP_ROWS = 8192
@@ -35,6 +39,21 @@ ERRORS_SCHEMA = pa.schema(
         ("id", pa.string()),
     ]
 )
+
+
+class ShardError(ValueError):
+    """A shard or errors file that is truncated, damaged or not Parquet at all."""
+
+
+@contextlib.contextmanager
+def named_if_damaged(path: Path) -> Iterator[None]:
+    """Turn pyarrow's errors about a damaged Parquet file into a ShardError that names the file."""
+    try:
+        yield
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
+        raise ShardError(
+            f"{path} is damaged or truncated ({err}): move it away and rerun `clamp embed` to redo its tunes"
+        ) from err
 
 
 def shard_schema(dim: int, dtype: str, model_hash: str, model_name: str) -> pa.Schema:
@@ -89,11 +108,46 @@ def failures_table(failures: Iterable[Failure]) -> pa.Table:
 
 
 def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file under a temporary name, then rename it: readers never see half a file."""
+    """Write a Parquet file under a temporary name, then rename it: readers never see half a file.
+
+    Its sha256 file is written first, so every file that has its name also has its checksum.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_page_checksum=True)
+    sidecar = checksum_file(path)
+    staging = sidecar.with_name(f".{sidecar.name}.tmp")
+    staging.write_text(f"{file_sha256(tmp)}  {path.name}\n")
+    _publish(staging, sidecar)
+    _publish(tmp, path)
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Sync a finished temporary file to disk, then give it its name (an atomic rename)."""
+    with open(tmp, "rb") as written:
+        os.fsync(written.fileno())  # on disk before it has its name, even if the machine goes down
     os.replace(tmp, path)
+
+
+def checksum_file(path: Path) -> Path:
+    """Where a shard's or errors table's sha256 is kept: beside it, in sha256sum's format."""
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def verify_checksum(path: Path) -> None:
+    """Raise ShardError unless the file's bytes have the sha256 recorded when it was written.
+
+    Files written before checksums were recorded have none; their data pages' CRCs still guard them.
+    """
+    sidecar = checksum_file(path)
+    if not sidecar.is_file():
+        return
+    recorded = sidecar.read_text().split(maxsplit=1)
+    if not recorded or file_sha256(path) != recorded[0]:
+        raise ShardError(
+            f"{path} does not match its sha256 in {sidecar.name}: it changed after it was written; "
+            "move it away and rerun `clamp embed` to redo its tunes"
+        )
 
 
 def _numbered(out_dir: Path, pattern: str) -> list[Path]:
@@ -173,11 +227,11 @@ def iter_shard_batches(
     shards_dir: str | Path, columns: list[str] | None = None, batch_size: int = 65536
 ) -> Iterator[pa.RecordBatch]:
     """Stream the rows of all shards (optionally only some columns) as record batches, in shard order."""
-    files = shard_files(shards_dir)
-    if not files:
-        return
-    dataset = ds.dataset([str(f) for f in files], format="parquet")
-    yield from dataset.to_batches(columns=columns, batch_size=batch_size)
+    for path in shard_files(shards_dir):
+        verify_checksum(path)
+        with named_if_damaged(path):
+            shard = pq.ParquetFile(path, page_checksum_verification=True)
+            yield from shard.iter_batches(batch_size=batch_size, columns=columns)
 
 
 def embeddings_matrix(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
@@ -193,7 +247,9 @@ def shards_metadata(shards_dir: str | Path) -> dict[str, str] | None:
     """The model metadata all shards of a dir share (None if there are none); mixed models are an error."""
     found: dict[str, str] | None = None
     for path in shard_files(shards_dir):
-        raw = {k.decode(): v.decode() for k, v in (pq.read_schema(path).metadata or {}).items()}
+        verify_checksum(path)
+        with named_if_damaged(path):
+            raw = {k.decode(): v.decode() for k, v in (pq.read_schema(path).metadata or {}).items()}
         metadata = {key: raw.get(key, "") for key in MODEL_METADATA_KEYS}
         if found is not None and metadata != found:
             raise ValueError(
@@ -225,7 +281,12 @@ def shard_ids(shards_dir: str | Path) -> set[str]:
 def read_errors(shards_dir: str | Path) -> pa.Table:
     """All failures recorded in a shards dir."""
     files = error_files(shards_dir)
-    return pa.concat_tables([pq.read_table(f) for f in files]) if files else ERRORS_SCHEMA.empty_table()
+    tables = []
+    for path in files:
+        verify_checksum(path)
+        with named_if_damaged(path):
+            tables.append(pq.read_table(path, page_checksum_verification=True))
+    return pa.concat_tables(tables) if tables else ERRORS_SCHEMA.empty_table()
 
 
 def failure_keys(shards_dir: str | Path) -> set[str]:

@@ -41,6 +41,8 @@ SCORE_SUFFIXES = frozenset({".abc", *KIND_OF_SUFFIX})
 CONVERTER_PACKAGES = {"musicxml": ("abctoolkit",), "midi": ("abctoolkit", "lytk")}
 INSTALL_HINT = "pip install 'clamp-index[formats]'"
 DEFAULT_TIMEOUT = 60.0
+# The largest MusicXML an .mxl may unpack to (big orchestral scores are tens of MB): refuses zip bombs.
+MAX_UNPACKED_BYTES = 256 << 20
 STARTUP_TIMEOUT = 60.0
 
 # The options of CLaMP's `xml2abc.py -m 2 -c 6 -x`; the rest are xml2abc's own defaults.
@@ -86,14 +88,22 @@ def musicxml_payload(data: bytes) -> bytes:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = archive.namelist()
         if "META-INF/container.xml" in names:
-            container = archive.read("META-INF/container.xml").decode("utf-8", "replace")
+            container = _unpacked(archive, "META-INF/container.xml").decode("utf-8", "replace")
             root = re.search(r"<rootfile\b[^>]*\bfull-path=\"([^\"]+)\"", container)
             if root and root.group(1) in names:
-                return archive.read(root.group(1))
+                return _unpacked(archive, root.group(1))
         for name in names:
             if not name.startswith("META") and name.lower().endswith((".xml", ".musicxml")):
-                return archive.read(name)
+                return _unpacked(archive, name)
     raise ScoreError(f"the .mxl archive holds no MusicXML file (it holds: {', '.join(names) or 'nothing'})")
+
+
+def _unpacked(archive: zipfile.ZipFile, name: str) -> bytes:
+    """One member of an archive, unless it would unpack to more than MAX_UNPACKED_BYTES."""
+    size = archive.getinfo(name).file_size  # zipfile never unpacks more than the size the entry declares
+    if size > MAX_UNPACKED_BYTES:
+        raise ScoreError(f"{name} in the .mxl archive unpacks to {size} bytes, over {MAX_UNPACKED_BYTES}")
+    return archive.read(name)
 
 
 def check_partwise(document: bytes) -> None:

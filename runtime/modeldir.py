@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runtime.integrity import check_files, file_sha256, listed_files
+
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -24,7 +26,6 @@ GRAPH_OUTPUTS = {"text": ("text_vector", "text_projection"), "music": ("music_ve
 
 # Files whose bytes define the model's identity: the fp16/int8 files are derived from the fp32 ones.
 IDENTITY_FILES = (CONFIG_FILE, TOKENIZER_FILE, "text_encoder.onnx", "music_encoder.onnx")
-_CHUNK = 1 << 20
 
 
 class ModelDirError(ValueError):
@@ -36,15 +37,6 @@ def encoder_file(tower: str, precision: str) -> str:
     if tower not in TOWERS or precision not in PRECISIONS:
         raise ValueError(f"no encoder file for tower {tower!r} / precision {precision!r}")
     return f"{tower}_encoder.onnx" if precision == "fp32" else f"{tower}_encoder.{precision}.onnx"
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def compute_model_hash(model_dir: str | Path) -> str:
@@ -84,20 +76,11 @@ def verify_model_dir(model_dir: str | Path, full: bool = False) -> dict[str, Any
     """The manifest, after checking its files: sizes always, sha256 and model hash when `full`."""
     directory = Path(model_dir)
     manifest = read_manifest(directory)
-    for name, entry in manifest["files"].items():
-        path = directory / name
-        if not path.is_file():
-            raise ModelDirError(f"{path} is missing (listed in {MANIFEST_FILE}); re-run `clamp export`")
-        size = path.stat().st_size
-        if size != entry["bytes"]:
-            raise ModelDirError(
-                f"{path} has {size} bytes, the manifest says {entry['bytes']}: it changed since export; "
-                "re-run `clamp export --force`"
-            )
-        if full and file_sha256(path) != entry["sha256"]:
-            raise ModelDirError(
-                f"{path} does not match its sha256 in {MANIFEST_FILE}; re-run `clamp export --force`"
-            )
+    remedy = "re-run `clamp export --force`"
+    files = listed_files(manifest, directory / MANIFEST_FILE, remedy, ModelDirError)
+    if not isinstance(manifest.get("model_hash"), str):
+        raise ModelDirError(f"{directory / MANIFEST_FILE} has no model_hash; {remedy}")
+    check_files(directory, files, full, remedy, ModelDirError)
     if full and compute_model_hash(directory) != manifest["model_hash"]:
         raise ModelDirError(f"{directory}: model_hash in {MANIFEST_FILE} does not match the files it names")
     return manifest

@@ -288,7 +288,8 @@ def is_public(path: str) -> bool:
     "--api-key",
     envvar="CLAMP_API_KEY",
     default=None,
-    help="Require `Authorization: Bearer KEY` on every query [default: $CLAMP_API_KEY, else no key].",
+    help="Require `Authorization: Bearer KEY` on every query [default: $CLAMP_API_KEY, which `ps` cannot "
+    "show as it shows command lines; else no key].",
 )
 @click.option(
     "--cors-origin",
