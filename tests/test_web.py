@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="pip install seleni
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -47,15 +49,14 @@ def corpus(tmp_path_factory):
     return build_corpus(tmp_path_factory.mktemp("web"), WEB_CORPUS)
 
 
-@pytest.fixture(scope="module")
-def server(corpus, tmp_path_factory) -> Iterator[str]:
+@contextmanager
+def serving(index_dir: Path, log: Path, *options: str) -> Iterator[str]:
     """`clamp serve` as a real subprocess on a free loopback port; yields its base URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
     clamp = Path(sys.executable).with_name("clamp")
-    command = [clamp, "serve", "--index", corpus.index_dir, "--host", "127.0.0.1", "--port", str(port)]
+    command = [clamp, "serve", "--index", index_dir, "--host", "127.0.0.1", "--port", str(port), *options]
     with log.open("wb") as out:
         process = subprocess.Popen([str(c) for c in command], stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -73,6 +74,12 @@ def server(corpus, tmp_path_factory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(corpus, tmp_path_factory) -> Iterator[str]:
+    with serving(corpus.index_dir, tmp_path_factory.mktemp("serve") / "serve.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -277,3 +284,17 @@ def test_a_slow_request_spins_and_escape_cancels_it(page):
     assert not page.find_element(By.ID, "status").is_displayed()
     time.sleep(3.2)  # the cancelled answer would have arrived by now
     assert not page.find_element(By.ID, "results").is_displayed()
+
+
+def test_a_server_with_an_api_key_asks_for_it_once(browser, corpus, tmp_path):
+    with serving(corpus.index_dir, tmp_path / "serve.log", "--api-key", "s3cret") as url:
+        assert httpx.post(f"{url}/search", json={"text": "a jig"}).status_code == 401
+        browser.get(url + "/")  # the page's first API call (the label sets) is refused: it asks for the key
+        prompt = wait_for(browser, expected_conditions.alert_is_present())
+        prompt.send_keys("s3cret")
+        prompt.accept()
+        browser.find_element(By.ID, "search-text").send_keys("a reel", Keys.ENTER)
+        assert len(wait_for_results(browser, "Tunes matching “a reel”")) == 10
+        browser.find_element(By.ID, "search-text").clear()
+        browser.find_element(By.ID, "search-text").send_keys("an air", Keys.ENTER)
+        assert len(wait_for_results(browser, "Tunes matching “an air”")) == 10  # the key is kept: no prompt

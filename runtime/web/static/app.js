@@ -20,21 +20,31 @@ const METADATA_SHOWN = [["key", "Key"], ["meter", "Meter"], ["rhythm", "Rhythm"]
 
 // ---- talking to the API ----
 
-/** The JSON answer of an API route; throws an Error whose message a person can act on. */
-async function api(path, { body, signal } = {}) {
-  const init = { method: body === undefined ? "GET" : "POST", signal };
+/** The JSON answer of an API route; throws an Error whose message a person can act on.
+ *  A server started with --api-key answers 401: ask for the key once, keep it for this tab, retry. */
+async function api(path, { body, signal } = {}, askedForKey = false) {
+  const init = { method: body === undefined ? "GET" : "POST", signal, headers: {} };
   if (body instanceof FormData) {
     init.body = body;
   } else if (body !== undefined) {
     init.body = JSON.stringify(body);
-    init.headers = { "content-type": "application/json" };
+    init.headers["content-type"] = "application/json";
   }
+  const key = sessionStorage.getItem("clamp-api-key");
+  if (key) init.headers.authorization = `Bearer ${key}`;
   let response;
   try {
     response = await fetch(path, init);
   } catch (err) {
     if (err.name === "AbortError") throw err;
     throw new Error("the server could not be reached. Is `clamp serve` still running?");
+  }
+  if (response.status === 401 && !askedForKey) {
+    const given = window.prompt("This server needs an API key (clamp serve --api-key):");
+    if (given) {
+      sessionStorage.setItem("clamp-api-key", given.trim());
+      return api(path, { body, signal }, true);
+    }
   }
   const payload = await response.json().catch(() => null);
   if (!response.ok) throw new Error(explain(response.status, payload));
@@ -45,6 +55,7 @@ async function api(path, { body, signal } = {}) {
 function explain(status, payload) {
   const detail = payload && payload.detail;
   if (status === 429) return "the server is busy right now. Try again in a moment.";
+  if (status === 401) return "this server needs an API key; reload the page to enter it.";
   if (status === 413) return `that is too large for this server (${detail}).`;
   if (Array.isArray(detail)) {
     return detail.map((d) => {
