@@ -7,7 +7,6 @@ Screenshots of every panel go to build/screenshots/ for people to look at.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ if not (CHROMIUM and CHROMEDRIVER):
     )
 
 from query_corpus import build_corpus  # noqa: E402  (after the skips: it imports torch)
+from serving import free_port  # noqa: E402
 
 from runtime.abc import split_tunes  # noqa: E402
 
@@ -52,9 +52,7 @@ def corpus(tmp_path_factory):
 @contextmanager
 def serving(index_dir: Path, log: Path, *options: str) -> Iterator[str]:
     """`clamp serve` as a real subprocess on a free loopback port; yields its base URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     clamp = Path(sys.executable).with_name("clamp")
     command = [clamp, "serve", "--index", index_dir, "--host", "127.0.0.1", "--port", str(port), *options]
     with log.open("wb") as out:
