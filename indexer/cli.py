@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from indexer.reader import TableColumns
@@ -34,7 +36,10 @@ from indexer.shards import DTYPES
     "--shard-rows", type=click.IntRange(min=1), default=50_000, show_default=True, help="Rows per shard."
 )
 @click.option(
-    "--workers", type=click.IntRange(min=0), default=None, help="Patching processes [default: cores - 1]."
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="--engine local: patching processes [default: cores - 1].",
 )
 @click.option(
     "--batch-patches",
@@ -63,6 +68,24 @@ from indexer.shards import DTYPES
     show_default=True,
     help="Continue in a dir that has shards (skip tunes already there); --no-resume refuses such a dir.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this machine's cores; ray: a Ray cluster or a Ray started here (the [ray] extra).",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="--engine ray: join this cluster ('auto', or ray://HEAD:10001) [default: start Ray here].",
+)
+@click.option(
+    "--ray-actors",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--engine ray: encoder actors [default: one per GPU, else one per 4 CPUs].",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar or summary (for scripts).")
 def embed(
     inputs: tuple[str, ...],
@@ -77,6 +100,9 @@ def embed(
     provider: str,
     precision: str,
     resume: bool,
+    engine: str,
+    ray_address: str | None,
+    ray_actors: int | None,
     quiet: bool,
 ) -> None:
     """Embed every tune of INPUT... (files, directories, globs) into Parquet shards in --out.
@@ -88,11 +114,17 @@ def embed(
     then rerunning embeds only the new tunes. Tunes that fail are listed in OUT/errors/; each run
     writes its counts and stage timings to OUT/stats/.
 
+    --engine ray runs the same steps on Ray (docs/distributed.md) and writes the same shards.
+
     \b
       clamp embed corpus/ --model build/model --out build/shards
       clamp embed tunes.jsonl --abc-column score --id-column uid --model build/model --out build/shards
+      clamp embed /mnt/corpus --model /mnt/model --out /mnt/shards --engine ray --ray-address auto
     """
-    from runtime.encoder import Encoder
+    if engine == "local" and (ray_address or ray_actors):
+        raise click.UsageError("--ray-address and --ray-actors are options of --engine ray")
+    if engine == "ray" and workers is not None:
+        raise click.UsageError("--workers is an option of --engine local (Ray sizes its patch tasks itself)")
 
     options = EmbedOptions(
         shard_rows=shard_rows,
@@ -104,9 +136,19 @@ def embed(
         quiet=quiet,
     )
     try:
-        encoder = Encoder.open(model_dir, provider=provider, precision=precision)
-        stats = embed_corpus(inputs, encoder, out_dir, options)
-    except (ValueError, FileNotFoundError) as err:
+        if engine == "ray":
+            from indexer.ray_engine import ModelEncoder, RayOptions, embed_corpus_ray
+
+            model = ModelEncoder(str(Path(model_dir).resolve()), precision)
+            ray_options = RayOptions(address=ray_address, provider=provider, actors=ray_actors)
+            stats = embed_corpus_ray(inputs, model, out_dir, options, ray_options)
+        else:
+            from runtime.encoder import Encoder
+
+            # every shard will carry this model's hash: check every byte of its files against it first
+            encoder = Encoder.open(model_dir, provider=provider, precision=precision, full_check=True)
+            stats = embed_corpus(inputs, encoder, out_dir, options)
+    except (ValueError, FileNotFoundError, ModuleNotFoundError, ConnectionError) as err:
         raise click.ClickException(str(err)) from err
     if not quiet:
         click.echo(stats.summary())

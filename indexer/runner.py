@@ -10,10 +10,13 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from indexer.mapper import Patched, PatchEncoder, embed_patched, parallel_patch, peak_rss_mb
@@ -77,7 +80,7 @@ class RunStats:
 
 
 class Intake:
-    """Sorts what the reader yields: new tunes to patch (in chunks), failures to record, tunes to skip."""
+    """Sorts what the reader yields (new tunes, failures, tunes to skip); settles what the encoder returns."""
 
     def __init__(
         self, stats: RunStats, writer: ShardWriter, done_ids: set[str], recorded: set[str], chunk: int
@@ -97,24 +100,30 @@ class Intake:
             self.stats.seconds["read"] += time.perf_counter() - start
             if item is None:
                 break
-            if isinstance(item, Failure):
-                self.stats.tunes_in += item.tune_index is not None and not item.is_note
-                self.fail(item)
-            elif item.id in self.seen:
-                self.stats.tunes_in += 1
-                self.stats.duplicates_skipped += 1
-            else:
-                self.stats.tunes_in += 1
-                self.seen.add(item.id)
-                if item.id in self.done_ids or item.id in self.recorded:
-                    self.stats.already_done += 1
-                else:
-                    chunk.append(item)
-                    if len(chunk) >= self.chunk:
-                        yield chunk
-                        chunk = []
+            record = self.admit(item)
+            if record is not None:
+                chunk.append(record)
+                if len(chunk) >= self.chunk:
+                    yield chunk
+                    chunk = []
         if chunk:
             yield chunk
+
+    def admit(self, item: Item) -> TuneRecord | None:
+        """Count an item; the record if it is work to do, None if it failed, is a duplicate or is done."""
+        if isinstance(item, Failure):
+            self.stats.tunes_in += item.tune_index is not None and not item.is_note
+            self.fail(item)
+            return None
+        self.stats.tunes_in += 1
+        if item.id in self.seen:
+            self.stats.duplicates_skipped += 1
+            return None
+        self.seen.add(item.id)
+        if item.id in self.done_ids or item.id in self.recorded:
+            self.stats.already_done += 1
+            return None
+        return item
 
     def fail(self, failure: Failure) -> None:
         """Count a failure and record it unless an earlier run already did."""
@@ -125,6 +134,30 @@ class Intake:
         if failure.key not in self.recorded:
             self.recorded.add(failure.key)
             self.writer.add_failures([failure])
+
+    def settle(
+        self,
+        records: list[TuneRecord],
+        n_patches: list[int],
+        truncated: list[bool],
+        vectors: np.ndarray,
+        reasons: list[str | None],
+    ) -> None:
+        """Record the tunes the encoder failed on (reason set); count and queue the rows of the rest."""
+        for record, reason in zip(records, reasons, strict=True):
+            if reason is not None:
+                self.fail(Failure(record.source, record.tune_index, "encode", reason, record.id))
+        keep = [i for i, reason in enumerate(reasons) if reason is None]
+        self.stats.embedded += len(keep)
+        self.stats.truncated += sum(truncated[i] for i in keep)
+        table = rows_table(
+            self.writer.schema,
+            [records[i] for i in keep],
+            [n_patches[i] for i in keep],
+            [truncated[i] for i in keep],
+            vectors[keep],
+        )
+        timed(lambda: self.writer.add(table), self.stats, "write")
 
 
 def open_shards_dir(out_dir: Path, encoder: PatchEncoder, options: EmbedOptions) -> ShardWriter:
@@ -151,12 +184,35 @@ def open_shards_dir(out_dir: Path, encoder: PatchEncoder, options: EmbedOptions)
     return ShardWriter(out_dir, schema, options.shard_rows)
 
 
-def embed_corpus(
-    inputs: Sequence[str], encoder: PatchEncoder, out_dir: str | Path, options: EmbedOptions = EmbedOptions()
-) -> RunStats:
-    """Embed the inputs' tunes not yet in out_dir's shards; write shards, errors and a stats file.
+@dataclass
+class Run:
+    """One embedding run's shared parts, for an engine to drive: input files, writer, intake, progress."""
 
-    With workers > 0 this starts (spawned) processes: scripts must call it under `if __name__ == "__main__":`.
+    files: list[Path]
+    writer: ShardWriter
+    intake: Intake
+    progress: tqdm
+
+    @property
+    def stats(self) -> RunStats:
+        return self.intake.stats
+
+    def show_progress(self) -> None:
+        self.progress.update(self.stats.settled - self.progress.n)
+
+
+@contextmanager
+def embedding_run(
+    inputs: Sequence[str],
+    encoder: PatchEncoder,
+    out_dir: str | Path,
+    options: EmbedOptions,
+    engine: dict[str, Any],
+) -> Iterator[Run]:
+    """What every engine shares around its loop: resume state, the shards writer, flush and stats on exit.
+
+    Whatever way the engine's loop ends (done, error, Ctrl-C), queued rows are written and the stats file
+    (with `engine` describing how the run was made) records how it ended.
     """
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     out_dir = Path(out_dir)
@@ -165,33 +221,48 @@ def embed_corpus(
     writer = open_shards_dir(out_dir, encoder, options)
     stats = RunStats()
     intake = Intake(stats, writer, shard_ids(out_dir), failure_keys(out_dir), options.chunk_tunes)
-    batcher = WindowEmbedder(encoder, writer, intake, options)
     progress = tqdm(unit="tune", disable=options.quiet, desc="embedding", dynamic_ncols=True)
-    patched = parallel_patch(
-        intake.chunks(read_inputs(files, options.columns)), encoder.max_patches, options.workers
-    )
+    run = Run(files, writer, intake, progress)
     try:
-        for chunk in patched:
-            stats.seconds["patch"] += chunk.patch_seconds
-            stats.seconds["wait"] += chunk.wait_seconds
-            stats.peak_rss_mb["workers"] = max(stats.peak_rss_mb["workers"], chunk.worker_peak_mb)
-            batcher.add(chunk.records, chunk.results)
-            progress.update(stats.settled - progress.n)
-        batcher.embed()
-        progress.update(stats.settled - progress.n)
+        yield run
+        run.show_progress()
         stats.status = "complete"
     except BaseException as err:
         stats.status = f"stopped: {type(err).__name__}" + (f": {err}" if str(err) else "")
         raise
     finally:
-        patched.close()  # stops the worker pool
         progress.close()
         timed(writer.flush, stats, "write")  # keep every tune embedded so far, even on Ctrl-C
         stats.shards_written = [p.name for p in writer.written]
         stats.wall_seconds = time.perf_counter() - clock
         stats.peak_rss_mb["main"] = peak_rss_mb()
-        write_stats(out_dir, stats, started, inputs, len(files), encoder, options)
-    return stats
+        write_stats(out_dir, stats, started, inputs, len(files), encoder, options, engine)
+
+
+def embed_corpus(
+    inputs: Sequence[str], encoder: PatchEncoder, out_dir: str | Path, options: EmbedOptions = EmbedOptions()
+) -> RunStats:
+    """Embed the inputs' tunes not yet in out_dir's shards; write shards, errors and a stats file.
+
+    With workers > 0 this starts (spawned) processes: scripts must call it under `if __name__ == "__main__":`.
+    """
+    with embedding_run(inputs, encoder, out_dir, options, {"name": "local"}) as run:
+        batcher = WindowEmbedder(encoder, run.writer, run.intake, options)
+        patched = parallel_patch(
+            run.intake.chunks(read_inputs(run.files, options.columns)), encoder.max_patches, options.workers
+        )
+        try:
+            for chunk in patched:
+                run.stats.seconds["patch"] += chunk.patch_seconds
+                run.stats.seconds["wait"] += chunk.wait_seconds
+                workers_mb = run.stats.peak_rss_mb["workers"]
+                run.stats.peak_rss_mb["workers"] = max(workers_mb, chunk.worker_peak_mb)
+                batcher.add(chunk.records, chunk.results)
+                run.show_progress()
+            batcher.embed()
+        finally:
+            patched.close()  # stops the worker pool before the run's shards are flushed
+    return run.stats
 
 
 class WindowEmbedder:
@@ -223,19 +294,9 @@ class WindowEmbedder:
             self.encoder, [p.patches for _, p in window], self.options.max_batch_patches
         )
         self.stats.seconds["infer"] += time.perf_counter() - start
-        for (record, _), reason in zip(window, reasons, strict=True):
-            if reason is not None:
-                self.intake.fail(Failure(record.source, record.tune_index, "encode", reason, record.id))
-        keep = [i for i, reason in enumerate(reasons) if reason is None]
-        kept = [window[i] for i in keep]
-        self.stats.embedded += len(kept)
-        self.stats.truncated += sum(p.truncated for _, p in kept)
-        records = [record for record, _ in kept]
-        n_patches = [len(p.patches) for _, p in kept]
-        table = rows_table(
-            self.writer.schema, records, n_patches, [p.truncated for _, p in kept], vectors[keep]
-        )
-        timed(lambda: self.writer.add(table), self.stats, "write")
+        records = [record for record, _ in window]
+        n_patches = [len(p.patches) for _, p in window]
+        self.intake.settle(records, n_patches, [p.truncated for _, p in window], vectors, reasons)
 
 
 def timed(step: Callable[[], None], stats: RunStats, stage: str) -> None:
@@ -253,8 +314,9 @@ def write_stats(
     n_files: int,
     encoder: PatchEncoder,
     options: EmbedOptions,
+    engine: dict[str, Any],
 ) -> Path:
-    """Write this run's stats JSON (counts, stage seconds, tunes/s, peak memory) under out_dir/stats/."""
+    """Write this run's stats JSON (counts, stage seconds, tunes/s, peak memory, engine) in out_dir/stats/."""
     path = out_dir / "stats" / f"run-{started:%Y%m%dT%H%M%S}-{os.getpid()}.json"
     path.parent.mkdir(exist_ok=True)
     record = {
@@ -268,6 +330,7 @@ def write_stats(
             "max_patches": encoder.max_patches,
         },
         "options": {**asdict(options), "columns": asdict(options.columns)},
+        "engine": engine,
         "inputs": list(inputs),
         "input_files": n_files,
     }
