@@ -108,8 +108,9 @@ def embed(
     """Embed every tune of INPUT... (files, directories, globs) into Parquet shards in --out.
 
     \b
-    Inputs: .abc files (many tunes each, split at X:) and tables (.jsonl, .parquet) with an ABC column;
-    other columns of a table are kept as metadata.
+    Inputs: .abc files (many tunes each, split at X:), MusicXML (.mxl, .musicxml, .xml) and MIDI (.mid,
+    .midi) scores converted to ABC (60 s a file at most), and tables (.jsonl, .parquet) with an ABC
+    column; other columns of a table are kept as metadata.
     Rerunning the same command continues where a crashed or interrupted run stopped, and adding files
     then rerunning embeds only the new tunes. Tunes that fail are listed in OUT/errors/; each run
     writes its counts and stage timings to OUT/stats/.
