@@ -168,7 +168,7 @@ def similar(
     model_dir: str | None,
     as_json: bool,
 ) -> None:
-    """Similar music: tunes of an index closest to the tune in MUSIC (an .abc file, or - for stdin).
+    """Similar music: tunes of an index closest to the tune in MUSIC (.abc/.mxl/.xml/.mid, or - for stdin).
 
     \b
     clamp similar tune.abc --index build/index
@@ -222,7 +222,7 @@ def classify(
     model_dir: str | None,
     as_json: bool,
 ) -> None:
-    """Zero-shot classification of the tune in MUSIC (an .abc file, or - for stdin) among text labels.
+    """Zero-shot classification of the tune in MUSIC (.abc/.mxl/.xml/.mid, or - for stdin) among labels.
 
     Each label becomes a prompt (the template with the label in place of {}); the labels are ranked by
     the cosine of prompt and music. No index needed.
@@ -250,14 +250,14 @@ def classify(
     "keys_path",
     required=True,
     type=click.Path(exists=True),
-    help="Music keys: an .abc file or a folder of them. Text keys: a file, one key a line.",
+    help="Music keys: a score file (.abc/.mxl/.xml/.mid) or a folder of them. Text keys: one key a line.",
 )
 @click.option(
     "--query-modal",
     type=click.Choice(["text", "music"]),
     default="music",
     show_default=True,
-    help="QUERY is text (a string, a file, or - for stdin) or music (an .abc file, or -).",
+    help="QUERY is text (a string, a file, or - for stdin) or music (a score file, or -).",
 )
 @click.option(
     "--key-modal",

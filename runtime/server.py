@@ -158,7 +158,7 @@ def create_app(
                     "type": "object",
                     "required": ["file"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "an .abc file"},
+                        "file": {"type": "string", "format": "binary", "description": "a score"},
                         **{name: {"type": "string"} for name in ("k", "filter", "exact", "with_abc", "tune")},
                     },
                 }
@@ -168,7 +168,7 @@ def create_app(
 
     @app.post(
         "/similar",
-        summary="Similar music: tunes closest to an ABC tune (JSON, an uploaded .abc file, or an indexed id)",
+        summary="Similar music: tunes closest to an ABC tune (JSON, an uploaded score, or an indexed id)",
         openapi_extra={"requestBody": similar_body},
     )
     async def similar(request: Request) -> dict:
