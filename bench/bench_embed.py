@@ -1,11 +1,14 @@
-"""Music embedding throughput on real tunes: clamp.py-style PyTorch vs our batched PyTorch vs ONNX Runtime.
+"""Embedding throughput on real tunes and texts: clamp.py-style PyTorch vs batched PyTorch vs ONNX Runtime.
 
-    python bench/bench_embed.py [--tunes 256] [--budget 8192]
+    python bench/bench_embed.py [--tunes 1000] [--budget 2048]
 
-Rows: PyTorch eager one tune at a time with the 6272-wide one-hot input (what clamp.py does), PyTorch
-eager batched (embedding-bag, length-sorted padded batches), ORT fp32 and ORT int8 through the runtime
-Encoder. Models: the clamp-s-512 shape with random weights, and the default model (models/default; its
-untrained architecture if that checkpoint is missing). Prints a markdown table.
+Music rows: PyTorch eager one tune at a time with the 6272-wide one-hot input (what clamp.py does);
+PyTorch eager in length-sorted padded batches, with the one-hot input (the official formulation) and
+with our embedding-bag; ORT fp32 and int8 through the runtime Encoder; ORT fp16 on the CUDA provider
+when this onnxruntime has it. Text rows: PyTorch eager batched, ORT fp32, ORT int8 (and fp16 on CUDA).
+Tunes are spread evenly over music21's ABC corpus (its real length distribution); texts are their
+canonical descriptions. Models: the clamp-s-512 shape with random weights, and the trained default
+model. Every row reports its min cosine to the PyTorch fp32 batched vectors of the same items.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 
@@ -26,110 +30,181 @@ from exporter.checkpoint import REPO_ROOT, init_model, load_model, pretrained_te
 from exporter.export import export_fp32
 from exporter.manifest import write_manifest
 from exporter.model import CLaMP, masked_mean
-from exporter.optimize import write_int8
-from runtime.abc import split_tunes
+from exporter.optimize import write_fp16, write_int8
 from runtime.encoder import Encoder, available_cores, patch_batches
 from runtime.families import load_family
-from runtime.modeldir import encoder_file
+from runtime.modeldir import TOWERS, encoder_file
 from runtime.patching import N_CLASSES, prepare_music
+from runtime.text import TextTokenizer
+from training.batches import text_embeddings
+from training.corpus import load_corpus
+from training.describe import describe
+from training.texts import canonical_text
+
+CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def corpus_tunes(count: int) -> list[str]:
-    """`count` real tunes spread evenly over music21's ABC corpus."""
-    from music21 import corpus
-
-    paths = sorted(str(p) for p in corpus.getPaths(fileExtensions=("abc",)))
-    tunes = [t.abc for p in paths for t in split_tunes(Path(p).read_text(encoding="utf-8", errors="replace"))]
-    return tunes[:: max(1, len(tunes) // count)][:count]
+def corpus_sample(count: int) -> tuple[list[str], list[str]]:
+    """`count` real tunes spread evenly over music21's ABC corpus, and their canonical descriptions."""
+    tunes = load_corpus()
+    sample = tunes[:: max(1, len(tunes) // count)][:count]
+    return [t.abc for t in sample], [canonical_text(describe(t)) for t in sample]
 
 
-def clamp_py_style(model: CLaMP, patches: list[np.ndarray]) -> None:
-    """One tune at a time, one-hot input through the 6272-wide Linear, as the released clamp.py runs it."""
+def music_one_hot(model: CLaMP, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The music tower as the released code computes it: a 6272-wide one-hot through a Linear."""
     encoder = model.music_enc
+    one_hot = F.one_hot(ids.long(), num_classes=N_CLASSES).reshape(*ids.shape[:2], -1).float()
+    hidden = encoder.enc(
+        inputs_embeds=encoder.patch_embedding(one_hot), attention_mask=mask
+    ).last_hidden_state
+    return model.music_proj(masked_mean(hidden, mask))
+
+
+def clamp_py_loop(model: CLaMP, patches: Sequence[np.ndarray]) -> np.ndarray:
+    """One tune at a time, no padding, one-hot input: the released clamp.py's loop."""
+    rows = []
     for array in patches:
-        ids = torch.from_numpy(array.astype(np.int64)).unsqueeze(0)
-        one_hot = F.one_hot(ids, num_classes=N_CLASSES).reshape(1, len(array), -1).float()
-        mask = torch.ones(1, len(array))
-        hidden = encoder.enc(
-            inputs_embeds=encoder.patch_embedding(one_hot), attention_mask=mask
-        ).last_hidden_state
-        model.music_proj(masked_mean(hidden, mask))
+        ids = torch.from_numpy(array).unsqueeze(0)
+        rows.append(music_one_hot(model, ids, torch.ones(ids.shape[:2], dtype=torch.long)))
+    return F.normalize(torch.cat(rows), dim=-1).numpy()
 
 
-def torch_batched(model: CLaMP, patches: list[np.ndarray], budget: int) -> None:
-    """Length-sorted padded batches through the model's embedding-bag path."""
+def torch_batched(model: CLaMP, patches: Sequence[np.ndarray], budget: int, one_hot: bool) -> np.ndarray:
+    """Length-sorted padded batches (the Encoder's batch plan) through PyTorch eager."""
     lengths = [len(p) for p in patches]
+    out = np.zeros((len(patches), model.music_proj.out_features), dtype=np.float32)
     for rows in patch_batches(lengths, budget):
         width = lengths[rows[0]]
-        ids = torch.zeros(len(rows), width, patches[0].shape[1], dtype=torch.long)
+        ids = torch.zeros(len(rows), width, patches[0].shape[1], dtype=torch.uint8)
         mask = torch.zeros(len(rows), width, dtype=torch.long)
         for slot, row in enumerate(rows):
-            ids[slot, : lengths[row]] = torch.from_numpy(patches[row].astype(np.int64))
+            ids[slot, : lengths[row]] = torch.from_numpy(patches[row])
             mask[slot, : lengths[row]] = 1
-        model.encode_music(ids, mask)
+        features = music_one_hot(model, ids, mask) if one_hot else model.encode_music(ids, mask)
+        out[rows] = F.normalize(features, dim=-1).numpy()
+    return out
 
 
 def bench_model_dir(model: CLaMP, family: dict, out: Path) -> Path:
-    """A model dir with fp32 graphs and an int8 music graph: enough for the music rows (no parity run)."""
+    """A model dir with fp32, int8 (and, with CUDA, fp16) graphs, built as `clamp export` builds them."""
     export_fp32(model, family, pretrained_text_dir(load_family("default")) / "tokenizer.json", out)
-    write_int8(out / encoder_file("music", "fp32"), out / encoder_file("music", "int8"))
+    for tower in TOWERS:
+        src = out / encoder_file(tower, "fp32")
+        write_int8(src, out / encoder_file(tower, "int8"), keep_residual_fp32=tower == "text")
+        if CUDA:
+            shape = family[tower]
+            write_fp16(
+                src, out / encoder_file(tower, "fp16"), shape["num_attention_heads"], shape["hidden_size"]
+            )
     write_manifest(out, source={"sha256": "benchmark"}, export={"precisions": ["fp32", "int8"]})
     return out
 
 
-def bench(label: str, model: CLaMP, family: dict, tunes: list[str], budget: int, work: Path) -> list[str]:
-    model = model.eval()
-    max_patches = family["music"]["max_patches"]
-    patches = [prepare_music(abc, max_patches) for abc in tunes]
-    model_dir = bench_model_dir(model, family, work / label)
-    fp32, int8 = (Encoder.open(model_dir, provider="cpu", precision=p) for p in ("fp32", "int8"))
-    runs: dict[str, Callable[[list[np.ndarray]], object]] = {
-        "PyTorch eager, batch 1, one-hot input (clamp.py)": lambda ps: clamp_py_style(model, ps),
-        "PyTorch eager, batched, embedding-bag": lambda ps: torch_batched(model, ps, budget),
-        "ONNX Runtime fp32 (Encoder)": lambda ps: fp32.embed_patches(ps, budget),
-        "ONNX Runtime int8 (Encoder)": lambda ps: int8.embed_patches(ps, budget),
-    }
-    rows, baseline = [], None
-    with torch.no_grad():
-        for name, run in runs.items():
-            run(patches[:8])  # warm-up
-            start = time.perf_counter()
-            run(patches)
-            rate = len(patches) / (time.perf_counter() - start)
-            baseline = baseline or rate
-            rows.append(f"| {label} | {name} | {rate:,.1f} | {rate / baseline:.1f}x |")
-            print(rows[-1], flush=True)
+def timed(run: Callable[[], np.ndarray], count: int, repeats: int) -> tuple[float, np.ndarray]:
+    """Items per second (best of `repeats`, after a warm-up run) and the vectors of the last run."""
+    vectors = run()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        vectors = run()
+        best = min(best, time.perf_counter() - start)
+    return count / best, vectors
+
+
+def table_rows(
+    label: str, tower: str, runs: dict[str, Callable[[], np.ndarray]], count: int, repeats: int
+) -> list[str]:
+    """Time each run; ratios are to the first run, cosines to the second (PyTorch fp32 batched)."""
+    rows, rates, reference = [], [], None
+    for name, run in runs.items():
+        rate, vectors = timed(run, count, repeats)
+        rates.append(rate)
+        reference = vectors if len(rates) == 2 else reference
+        cosine = float((vectors * reference).sum(axis=1).min()) if reference is not None else 1.0
+        rows.append(f"| {label} | {tower} | {name} | {rate:,.1f} | {rate / rates[0]:.2f}x | {cosine:.5f} |")
+        print(rows[-1], flush=True)
     return rows
+
+
+def bench(
+    label: str, model: CLaMP, family: dict, tunes: list[str], texts: list[str], args, work: Path
+) -> list[str]:
+    model = model.eval()
+    patches = [prepare_music(abc, family["music"]["max_patches"]) for abc in tunes]
+    model_dir = bench_model_dir(model, family, work / label)
+    cpu = {p: Encoder.open(model_dir, provider="cpu", precision=p) for p in ("fp32", "int8")}
+    text = family["text"]
+    tokenizer = TextTokenizer.from_file(
+        model_dir / "tokenizer.json", text["max_tokens"], text["pad_token_id"]
+    )
+    budget = args.budget
+    music = {
+        "PyTorch eager, batch 1, one-hot (clamp.py)": lambda: clamp_py_loop(model, patches),
+        "PyTorch eager, batched, one-hot (official formulation)": lambda: torch_batched(
+            model, patches, budget, True
+        ),
+        "PyTorch eager, batched, embedding-bag": lambda: torch_batched(model, patches, budget, False),
+        "ONNX Runtime fp32": lambda: cpu["fp32"].embed_patches(patches, budget),
+        "ONNX Runtime int8": lambda: cpu["int8"].embed_patches(patches, budget),
+    }
+    texts_runs = {
+        "PyTorch eager, batched": lambda: text_embeddings(model, tokenizer, texts, torch.device("cpu"), 64),
+        "PyTorch eager, batched (reference)": lambda: text_embeddings(
+            model, tokenizer, texts, torch.device("cpu"), 64
+        ),
+        "ONNX Runtime fp32": lambda: cpu["fp32"].embed_texts(texts),
+        "ONNX Runtime int8": lambda: cpu["int8"].embed_texts(texts),
+    }
+    if CUDA:
+        gpu = Encoder.open(model_dir, provider="cuda", precision="fp16")
+        music["ONNX Runtime fp16, CUDA"] = lambda: gpu.embed_patches(patches, args.gpu_budget)
+        texts_runs["ONNX Runtime fp16, CUDA"] = lambda: gpu.embed_texts(texts, batch_size=256)
+    with torch.no_grad():
+        return table_rows(label, "music", music, len(patches), args.repeats) + table_rows(
+            label, "text", texts_runs, len(texts), args.repeats
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tunes", type=int, default=256)
-    parser.add_argument("--budget", type=int, default=8192, help="padded patches per batch")
+    parser.add_argument("--tunes", type=int, default=1000, help="real tunes (and texts) to embed")
+    parser.add_argument(
+        "--budget", type=int, default=2048, help="padded patches per CPU batch (clamp embed's)"
+    )
+    parser.add_argument("--gpu-budget", type=int, default=65536, help="padded patches per CUDA batch")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="timed runs per row after a warm-up (best kept)"
+    )
     args = parser.parse_args()
-    tunes = corpus_tunes(args.tunes)
+    tunes, texts = corpus_sample(args.tunes)
     lengths = [len(prepare_music(t, 512)) for t in tunes]
     print(
-        f"# music embedding benchmark: {len(tunes)} music21 tunes (patches mean {np.mean(lengths):.1f}, "
-        f"max {max(lengths)}), {platform.machine()}, torch threads {torch.get_num_threads()}, "
-        f"ORT threads {available_cores()}\n"
+        f"# embedding benchmark: {len(tunes)} music21 tunes (patches mean {np.mean(lengths):.1f}, max "
+        f"{max(lengths)}), {platform.processor() or platform.machine()}, torch {torch.__version__} threads "
+        f"{torch.get_num_threads()}, onnxruntime {ort.__version__} threads {available_cores()}, "
+        f"CUDA EP: {CUDA}\n"
     )
-    print("| model | path | tunes/s | vs clamp.py |\n|---|---|---|---|")
+    header = [
+        "| model | tower | path | items/s | vs first row | min cosine vs PyTorch fp32 |",
+        "|---|---|---|---|---|---|",
+    ]
+    print("\n".join(header))
     work = Path(tempfile.mkdtemp(prefix="bench-embed-"))
     try:
         torch.manual_seed(0)
         family = load_family("clamp-s-512")
-        rows = bench("clamp-s-512 (random)", CLaMP(family), family, tunes, args.budget, work)
+        rows = bench("clamp-s-512 (random)", CLaMP(family), family, tunes, texts, args, work)
         if (REPO_ROOT / "models/default/config.json").is_file():
             model, family, _ = load_model("default")
             label = "default (trained)"
         else:
             family = load_family("default")
             model, label = init_model(family), "default (untrained)"
-        rows += bench(label, model, family, tunes, args.budget, work)
+        rows += bench(label, model, family, tunes, texts, args, work)
     finally:
         shutil.rmtree(work)
-    print("\n" + "\n".join(["| model | path | tunes/s | vs clamp.py |", "|---|---|---|---|", *rows]))
+    print("\n" + "\n".join([*header, *rows]))
 
 
 if __name__ == "__main__":

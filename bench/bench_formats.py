@@ -101,8 +101,10 @@ def main() -> None:
             for name, files in sets.items()
             for mode, timeout in (("in process", None), ("guarded child", args.timeout))
         ]
-    print(f"\nScore conversion, one file at a time ({platform.processor() or platform.machine()}, Python "
-          f"{platform.python_version()})\n")
+    print(
+        f"\nScore conversion, one file at a time ({platform.processor() or platform.machine()}, Python "
+        f"{platform.python_version()})\n"
+    )
     columns = list(rows[0][2])
     print("| set | mode | " + " | ".join(columns) + " |")
     print("|---|---|" + "---:|" * len(columns))

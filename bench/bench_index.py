@@ -16,6 +16,7 @@ Queries are fresh noisy replicas, not in the index.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import multiprocessing
 import resource
@@ -225,16 +226,20 @@ def bench_size(size: int, base, abcs, args, encoder) -> dict:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def int_list(text: str) -> list[int]:
+    """Parse "100000,1000000" as [100000, 1000000]."""
+    return [int(part) for part in text.split(",")]
+
+
+def add_corpus_arguments(parser: argparse.ArgumentParser, workdir: str) -> None:
+    """The options of the replicated corpus and of the HNSW runs, shared with bench_ann.py."""
+    build_defaults = inspect.signature(build_index).parameters
+    parser.add_argument(
+        "--sizes", type=int_list, default="100000", help="Comma-separated corpus sizes, e.g. 100000,1000000."
     )
     parser.add_argument(
-        "--sizes", default="100000", help="Comma-separated corpus sizes, e.g. 100000,1000000."
-    )
-    parser.add_argument("--model", help="Model dir: embeds the base tunes and times end-to-end text queries.")
-    parser.add_argument(
-        "--base-shards", help="Shards of real embeddings to replicate (default: embed music21)."
+        "--base-shards",
+        help="Shards of real embeddings to replicate (default: music21 embedded by --model, or synthetic).",
     )
     parser.add_argument(
         "--base-tunes",
@@ -246,16 +251,23 @@ def main() -> None:
     parser.add_argument(
         "--noise", type=float, default=0.5, help="Noise norm, as a fraction of the base's median NN distance."
     )
-    parser.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--ef", default="64,128,256", help="HNSW query beams to measure.")
-    parser.add_argument("--m", type=int, default=16)
-    parser.add_argument("--ef-construction", type=int, default=200)
-    parser.add_argument("--workdir", default="build/bench")
-    parser.add_argument("--keep", action="store_true", help="Keep the shards and index dirs.")
+    parser.add_argument("--ef", type=int_list, default="64,128,256", help="HNSW query beams to measure.")
+    parser.add_argument("--m", type=int, default=build_defaults["m"].default)
+    parser.add_argument("--ef-construction", type=int, default=build_defaults["ef_construction"].default)
+    parser.add_argument("--workdir", default=workdir)
+    parser.add_argument("--keep", action="store_true", help="Keep the work dir's files.")
     parser.add_argument("--json", help="Also write the results to this file.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_corpus_arguments(parser, workdir="build/bench")
+    parser.add_argument("--model", help="Model dir: embeds the base tunes and times end-to-end text queries.")
+    parser.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     args = parser.parse_args()
-    args.ef = [int(e) for e in args.ef.split(",")]
     encoder = None
     if args.model:
         from runtime.encoder import Encoder
@@ -274,7 +286,7 @@ def main() -> None:
         "sizes": [],
     }
     print(f"base: {origin}; noise {args.noise} x median NN distance = {args.sigma:.4f}", flush=True)
-    for size in [int(s) for s in args.sizes.split(",")]:
+    for size in args.sizes:
         results["sizes"].append(bench_size(size, base, abcs, args, encoder))
         print(json.dumps(results["sizes"][-1], indent=2), flush=True)
     if args.json:

@@ -24,8 +24,10 @@ def main(repeats: int = 3) -> None:
         best_patch = min(best_patch, time.perf_counter() - split_done)
     n = len(tunes)
     print(f"# patching benchmark — {platform.processor() or platform.machine()}, one core, best of {repeats}")
-    print(f"tunes: {n}, patches per tune: mean {np.mean(lengths):.1f}, median {np.median(lengths):.0f}, "
-          f"max {max(lengths)}")
+    print(
+        f"tunes: {n}, patches per tune: mean {np.mean(lengths):.1f}, median {np.median(lengths):.0f}, "
+        f"max {max(lengths)}"
+    )
     print("| stage | seconds | tunes/s |\n|---|---|---|")
     print(f"| split_tunes | {best_split:.2f} | {n / best_split:,.0f} |")
     print(f"| prepare_music (filter + patch) | {best_patch:.2f} | {n / best_patch:,.0f} |")

@@ -1,11 +1,14 @@
-"""End-to-end `clamp embed` throughput by stage, and peak memory at 1x vs 10x corpus size.
+"""End-to-end `clamp embed` throughput by stage and precision, against the clamp.py-style loop, and peak
+memory at 1x vs 10x corpus size.
 
 The corpus is every ABC file of music21's corpus (~13k real tunes); 10x copies the files into ten
 folders (new paths, so new ids). Each case runs the real command in a fresh process; its stats file
-gives the stage timings and the process's peak RSS.
+gives the stage timings and the process's peak RSS. The baseline is what the released clamp.py does
+with the same model: read each file, split and patch each tune, and embed it alone with PyTorch
+(batch 1, one-hot input); it runs first, in this process, when --checkpoint is given.
 
-    .venv/bin/python bench/bench_pipeline.py          # build/model, else a random default-shaped model
-    .venv/bin/python bench/bench_pipeline.py --model DIR --scales 1 10 --workers 1
+    .venv/bin/python bench/bench_pipeline.py --checkpoint default   # build/model = its export
+    .venv/bin/python bench/bench_pipeline.py --model DIR --scales 1 10 --precisions fp32 --workers 1
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
 
 def corpus_files() -> list[Path]:
@@ -61,10 +65,33 @@ def stand_in_model(root: Path, tiny: bool) -> tuple[Path, str]:
     return root / "model", "default family shape, random music weights"
 
 
-def run_case(corpus: Path, model: Path, out: Path, workers: int | None, shard_rows: int) -> dict:
+def clamp_py_rate(checkpoint: str, files: list[Path]) -> tuple[int, float]:
+    """Tunes and tunes/s of the clamp.py-style loop: read, split, patch and embed one tune at a time."""
+    import torch
+    from bench_embed import clamp_py_loop
+
+    from exporter.checkpoint import load_model
+    from runtime.abc import split_tunes
+    from runtime.patching import prepare_music
+
+    model, family, _ = load_model(checkpoint)
+    model.eval()
+    count, start = 0, time.perf_counter()
+    with torch.no_grad():
+        for path in files:
+            for tune in split_tunes(path.read_text(encoding="utf-8", errors="replace")):
+                clamp_py_loop(model, [prepare_music(tune.abc, family["music"]["max_patches"])])
+                count += 1
+    return count, count / (time.perf_counter() - start)
+
+
+def run_case(
+    corpus: Path, model: Path, out: Path, workers: int | None, shard_rows: int, precision: str
+) -> dict:
     """Run `clamp embed` in a fresh process; return its stats record."""
     command = [sys.executable, "-c", "from runtime.cli import main; main()", "embed", str(corpus)]
     command += ["--model", str(model), "--out", str(out), "--quiet", "--shard-rows", str(shard_rows)]
+    command += ["--precision", precision]
     command += [] if workers is None else ["--workers", str(workers)]
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO)
@@ -73,26 +100,34 @@ def run_case(corpus: Path, model: Path, out: Path, workers: int | None, shard_ro
     return {**json.loads(stats_file.read_text()), "process_seconds": wall}
 
 
-def print_table(model: str, rows: list[tuple[int, dict]]) -> None:
+def print_table(model: str, rows: list[tuple[int, str, dict]], baseline: tuple[int, float] | None) -> None:
     print(f"\nclamp embed on music21's ABC corpus, model {model}")
+    if baseline:
+        print(
+            f"clamp.py-style loop (PyTorch, batch 1, one-hot): {baseline[0]} tunes, {baseline[1]:.1f} tunes/s"
+        )
     stages = ("read", "patch", "wait", "infer", "write")
     header = [
         "scale",
+        "precision",
         "tunes",
         "wall s",
         "tunes/s",
+        "vs clamp.py loop",
         *(f"{s} s" for s in stages),
         "RSS main MB",
         "RSS worker MB",
     ]
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
-    for scale, stats in rows:
+    for scale, precision, stats in rows:
         cells = [
             f"{scale}x",
+            precision,
             str(stats["embedded"]),
             f"{stats['wall_seconds']:.1f}",
             f"{stats['tunes_per_second']:.0f}",
+            f"{stats['tunes_per_second'] / baseline[1]:.1f}x" if baseline else "-",
         ]
         cells += [f"{stats['seconds'][s]:.1f}" for s in stages]
         cells += [f"{stats['peak_rss_mb']['main']:.0f}", f"{stats['peak_rss_mb']['workers']:.0f}"]
@@ -109,6 +144,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--shard-rows", type=int, default=10_000)
     parser.add_argument(
+        "--precisions", nargs="+", default=["fp32", "int8"], help="at 1x; larger scales run the first one"
+    )
+    parser.add_argument("--checkpoint", help="PyTorch checkpoint of --model for the clamp.py-style baseline")
+    parser.add_argument(
         "--tiny", action="store_true", help="with no --model dir: a tiny model, not default-shaped"
     )
     args = parser.parse_args()
@@ -118,13 +157,17 @@ def main() -> None:
         if not (model / "manifest.json").is_file():
             model, described = stand_in_model(root, args.tiny)
         files = corpus_files()
+        baseline = clamp_py_rate(args.checkpoint, files) if args.checkpoint else None
         rows = []
         for scale in args.scales:
             corpus = scaled_corpus(files, scale, root)
-            stats = run_case(corpus, model, root / f"shards-x{scale}", args.workers, args.shard_rows)
-            rows.append((scale, stats))
+            for precision in args.precisions if scale == 1 else args.precisions[:1]:
+                out = root / f"shards-x{scale}-{precision}"
+                stats = run_case(corpus, model, out, args.workers, args.shard_rows, precision)
+                rows.append((scale, precision, stats))
+                print_table(described, rows[-1:], baseline)
             shutil.rmtree(corpus)
-        print_table(described, rows)
+        print_table(described, rows, baseline)
 
 
 if __name__ == "__main__":

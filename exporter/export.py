@@ -162,7 +162,7 @@ def build_model_dir(
             src, out_dir / encoder_file(tower, "fp16"), shape["num_attention_heads"], shape["hidden_size"]
         )
         if int8:
-            write_int8(src, out_dir / encoder_file(tower, "int8"))
+            write_int8(src, out_dir / encoder_file(tower, "int8"), keep_residual_fp32=tower == "text")
     write_manifest(out_dir, source=source, export=settings)
     for precision in precisions[1:]:
         check(precision)

@@ -48,19 +48,24 @@ def write_fp16(src: Path, dst: Path, num_heads: int, hidden_size: int) -> dict[s
     return counts
 
 
-def write_int8(src: Path, dst: Path) -> None:
+def write_int8(src: Path, dst: Path, keep_residual_fp32: bool) -> None:
     """Dynamic int8 quantisation of the fp32 graph's weight MatMuls, for CPU.
 
-    Measured on all-MiniLM-L6-v2 (min cosine vs fp32 on real sentences): plain per-channel 0.983;
-    with 7-bit weights (reduce_range: no u8s8 saturation on AVX2 CPUs without VNNI) 0.990; also
-    keeping the residual-stream writers (attention and FFN `output.dense`) in fp32 0.993. Per-tensor
-    weights give 0.83; embedding tables (Gather) stay fp32.
+    Per-channel 7-bit weights (reduce_range: no u8s8 saturation on AVX2 CPUs without VNNI); embedding
+    tables (Gather) stay fp32. `keep_residual_fp32` also keeps the residual-stream writers (attention
+    and FFN `output.dense`) in fp32: the text tower needs it, the music tower does not. Measured, min
+    cosine vs fp32: all-MiniLM-L6-v2 on real sentences 0.983 plain, 0.990 with 7-bit weights, 0.993
+    keeping the writers; the trained default music tower on 1,000 real tunes 0.9999 with every MatMul
+    quantised, which runs 1.2x (default) to 2.1x (clamp-s-512 shape) fp32 on a 2-core AVX2 CPU,
+    against 1.1x / 1.7x keeping the writers (BENCHMARKS.md). Per-tensor weights give 0.83 on MiniLM.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(src), load_external_data=False).graph
     keep_fp32 = [
-        node.name for node in graph.node if node.op_type == "MatMul" and RESIDUAL_WRITER in node.name
+        node.name
+        for node in graph.node
+        if keep_residual_fp32 and node.op_type == "MatMul" and RESIDUAL_WRITER in node.name
     ]
     with _quiet():
         quantize_dynamic(

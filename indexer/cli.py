@@ -9,6 +9,7 @@ import click
 from indexer.reader import TableColumns
 from indexer.runner import EmbedOptions, default_workers, embed_corpus
 from indexer.shards import DTYPES
+from runtime.modeldir import PRECISIONS
 
 
 @click.command()
@@ -57,10 +58,11 @@ from indexer.shards import DTYPES
 )
 @click.option(
     "--precision",
-    type=click.Choice(["auto", "fp32", "fp16", "int8"]),
+    type=click.Choice(["auto", *PRECISIONS]),
     default="auto",
     show_default=True,
-    help="auto: fp16 on CUDA, fp32 on CPU.",
+    help="auto: fp16 on CUDA, fp32 on CPU. int8: 1.2-2x faster on CPU; its vectors vary ~1e-4 in "
+    "cosine with batch composition.",
 )
 @click.option(
     "--resume/--no-resume",

@@ -47,8 +47,23 @@ STARTUP_TIMEOUT = 60.0
 
 # The options of CLaMP's `xml2abc.py -m 2 -c 6 -x`; the rest are xml2abc's own defaults.
 XML2ABC_OPTIONS = dict(
-    u=False, m=2, c=6, d=0, n=0, b=0, o="", v=0, x=True, p=[], j=False, t=False, s=False, v1=False, ped=True,
-    stm=False, i=False,
+    u=False,
+    m=2,
+    c=6,
+    d=0,
+    n=0,
+    b=0,
+    o="",
+    v=0,
+    x=True,
+    p=[],
+    j=False,
+    t=False,
+    s=False,
+    v1=False,
+    ped=True,
+    stm=False,
+    i=False,
 )
 # Played MIDI files are snapped to sixteenths (lytk tells played from notated files; notated ones stay exact).
 MIDI_QUANTIZE = 16
@@ -120,7 +135,7 @@ def as_released_xml2abc(abc: str) -> str:
         return abc
     abc = abc.replace("!stemless!", "s")
     key = _FIRST_KEY_LINE.search(abc)
-    return abc if key is None else f"{abc[: key.end()]}\nU:s=!stemless!{abc[key.end():]}"
+    return abc if key is None else f"{abc[: key.end()]}\nU:s=!stemless!{abc[key.end() :]}"
 
 
 _XML2ABC_LOCK = threading.Lock()  # xml2abc keeps its output in a module global
@@ -319,8 +334,10 @@ def read_tunes(path: Path, data: bytes | None = None, timeout: float | None = DE
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SCORE_SUFFIXES:
-        raise ScoreError(f"{path}: cannot read {suffix or 'extensionless'} files; scores are "
-                         f"{', '.join(sorted(SCORE_SUFFIXES))}")
+        raise ScoreError(
+            f"{path}: cannot read {suffix or 'extensionless'} files; scores are "
+            f"{', '.join(sorted(SCORE_SUFFIXES))}"
+        )
     if data is None:
         try:
             data = path.read_bytes()

@@ -115,13 +115,14 @@ class Index:
         encoder: Embedder | None = None,
         ef: int = DEFAULT_EF,
         full_check: bool = False,
+        precision: str = "auto",
     ) -> Index:
         """Open an index with its model (default: the manifest's model dir, $CLAMP_MODEL, build/model).
 
         Without any model dir found, the index still answers vector and id queries. A model whose hash
         differs from the index's raises ModelMismatchError. Files are checked against the manifest (sizes;
         with `full_check` also the sha256 of the index's and the model's files): IndexDirError names a
-        damaged one.
+        damaged one. `precision` picks the encoder graphs (runtime.encoder.resolve_precisions).
         """
         directory = Path(directory)
         manifest = read_manifest(directory)
@@ -144,7 +145,7 @@ class Index:
             if model_dir is not None:
                 from runtime.encoder import Encoder
 
-                encoder = Encoder.open(model_dir, full_check=full_check)
+                encoder = Encoder.open(model_dir, precision=precision, full_check=full_check)
         if encoder is not None and encoder.model_hash != manifest["model_hash"]:
             raise ModelMismatchError(
                 f"index {directory} was built with model {manifest.get('model_name')!r} "

@@ -16,6 +16,7 @@ import pytest
 from query_corpus import Corpus, build_corpus
 
 import runtime.index
+from runtime.encoder import Encoder
 from runtime.index import Index
 from runtime.keys import read_music
 
@@ -71,6 +72,11 @@ def test_32_threads_on_a_fresh_index_give_the_one_thread_answers(built, monkeypa
     )
     expected = [ask() for ask in queries(alone, *inputs)]
 
+    made: list[str] = []
+    new_session = Encoder._new_session
+    monkeypatch.setattr(
+        Encoder, "_new_session", lambda self, tower: made.append(tower) or new_session(self, tower)
+    )
     shared = Index.open(built.index_dir)  # nothing made yet: the threads race to make it
     asks = queries(shared, *inputs) * ROUNDS
     order = np.random.default_rng(3).permutation(len(asks))
@@ -87,3 +93,4 @@ def test_32_threads_on_a_fresh_index_give_the_one_thread_answers(built, monkeypa
     assert len(answers) == len(expected) * ROUNDS > 1000
     for which, got in answers:
         assert got == expected[which], f"query {which} answered differently under threads"
+    assert sorted(made) == ["music", "text"], "each ONNX Runtime session must be built once, not per thread"

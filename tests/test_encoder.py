@@ -35,7 +35,7 @@ def unit(rows: np.ndarray) -> np.ndarray:
 
 
 def test_fp32_matches_pytorch_on_real_texts_and_tunes(model_dir, reference):
-    encoder = Encoder.open(model_dir, provider="cpu")
+    encoder = Encoder.open(model_dir, provider="cpu")  # auto: fp32 on CPU
     assert encoder.precisions == {"text": "fp32", "music": "fp32"}
     np.testing.assert_allclose(encoder.embed_texts(TEXTS, normalized=False), reference["text"], atol=2e-5)
     np.testing.assert_allclose(encoder.embed_abc(real_tunes()), unit(reference["music"]), atol=2e-5)
@@ -53,7 +53,7 @@ def test_reduced_precisions_stay_close_to_pytorch(model_dir, reference, precisio
         assert (vectors * unit(reference[tower])).sum(axis=1).min() > min_cosine
 
 
-def test_batching_and_order_never_change_a_vector(model_dir):
+def test_batching_and_order_never_change_an_fp32_vector(model_dir):
     encoder = Encoder.open(model_dir, provider="cpu")
     patches = [prepare_music(abc, encoder.max_patches) for abc in real_tunes()]
     one_by_one = np.concatenate([encoder.embed_patches([p]) for p in patches])
@@ -63,6 +63,16 @@ def test_batching_and_order_never_change_a_vector(model_dir):
     np.testing.assert_allclose(reversed_order[::-1], one_by_one, atol=1e-6)
     texts_one_by_one = np.concatenate([encoder.embed_texts([t]) for t in TEXTS])
     np.testing.assert_allclose(encoder.embed_texts(TEXTS, batch_size=3), texts_one_by_one, atol=1e-6)
+
+
+def test_int8_vectors_move_only_slightly_with_their_batch(model_dir):
+    """Dynamic int8 quantises activations per batch: batch-mates shift a vector, within the parity gate."""
+    encoder = Encoder.open(model_dir, provider="cpu", precision="int8")
+    patches = [prepare_music(abc, encoder.max_patches) for abc in real_tunes()]
+    one_by_one = np.concatenate([encoder.embed_patches([p]) for p in patches])
+    assert (encoder.embed_patches(patches) * one_by_one).sum(axis=1).min() > 0.99
+    texts_one_by_one = np.concatenate([encoder.embed_texts([t]) for t in TEXTS])
+    assert (encoder.embed_texts(TEXTS) * texts_one_by_one).sum(axis=1).min() > 0.99
 
 
 def test_patch_batches_respect_the_padded_budget():

@@ -12,6 +12,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 
+from runtime.modeldir import PRECISIONS
 from training.evaluate import evaluate as run_evaluation
 from training.evaluate import markdown_table, write_into_card
 from training.train import TrainConfig
@@ -118,13 +119,28 @@ def train(
 )
 @click.option("--device", default="auto", show_default=True)
 @click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Evaluate this exported ONNX model dir (what the runtime serves) instead of --checkpoint.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", *PRECISIONS]),
+    default="auto",
+    show_default=True,
+    help="With --model: which exported graphs to evaluate, on the CPU (auto: what the runtime uses there).",
+)
+@click.option(
     "--write/--no-write",
     default=False,
     show_default=True,
     help="Also write metrics.json and the model card's metrics table into the checkpoint dir.",
 )
-def evaluate(checkpoint: str, device: str, write: bool) -> None:
+def evaluate(checkpoint: str, device: str, model_dir: Path | None, precision: str, write: bool) -> None:
     """Held-out metrics: text->music MRR and Hit@k, zero-shot accuracy and macro-F1 per labelset."""
-    results = run_evaluation(checkpoint, device=device)
+    if write and model_dir is not None:
+        raise click.UsageError("--write updates a checkpoint's model card; it cannot be used with --model")
+    results = run_evaluation(checkpoint, device=device, model_dir=model_dir, precision=precision)
     directory = Path(checkpoint)
     _report(results, directory if write and directory.is_dir() else None, update_card=write)

@@ -18,6 +18,7 @@ import numpy as np
 
 import runtime
 from exporter.checkpoint import load_model
+from runtime.encoder import Encoder
 from runtime.patching import prepare_music
 from runtime.text import TextTokenizer
 from training.batches import music_embeddings, resolve_device, text_embeddings
@@ -74,28 +75,49 @@ def zero_shot_row(
     }
 
 
+class TorchEmbedder:
+    """A PyTorch checkpoint behind the runtime Encoder's embedding interface (texts and patch arrays)."""
+
+    def __init__(self, checkpoint: str | Path, device: str = "auto"):
+        self.device = resolve_device(device)
+        model, family, tokenizer_json = load_model(checkpoint)
+        self.model = model.to(self.device).eval()
+        text = family["text"]
+        self.tokenizer = TextTokenizer.from_file(tokenizer_json, text["max_tokens"], text["pad_token_id"])
+        self.max_patches: int = family["music"]["max_patches"]
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return text_embeddings(self.model, self.tokenizer, texts, self.device)
+
+    def embed_patches(self, patches: Sequence[np.ndarray]) -> np.ndarray:
+        return music_embeddings(self.model, patches, self.device)
+
+
 def evaluate(
     checkpoint: str | Path = "models/default",
     device: str = "auto",
     corpus_root: Path | None = None,
     collections: Sequence[str] | None = None,
+    model_dir: str | Path | None = None,
+    precision: str = "auto",
 ) -> dict:
-    """All metrics of a checkpoint (dir or model name) on the held-out split, as a dict."""
-    torch_device = resolve_device(device)
-    model, family, tokenizer_json = load_model(checkpoint)
-    model = model.to(torch_device).eval()
-    text = family["text"]
-    tokenizer = TextTokenizer.from_file(tokenizer_json, text["max_tokens"], text["pad_token_id"])
+    """All metrics on the held-out split, as a dict: of a PyTorch checkpoint (dir or model name), or, when
+    `model_dir` is given, of that exported ONNX model dir at `precision` (what the runtime serves)."""
+    if model_dir is not None:
+        embedder = Encoder.open(model_dir, provider="cpu", precision=precision)
+        source = {"checkpoint": str(model_dir), "precision": embedder.precisions}
+    else:
+        embedder = TorchEmbedder(checkpoint, device)
+        source = {"checkpoint": str(checkpoint), "precision": "pytorch fp32"}
     tunes = load_corpus(corpus_root, collections)
     eval_tunes = [t for t in tunes if t.split == "eval"]
     eval_facts = [describe(t) for t in eval_tunes]
     train_facts = [describe(t) for t in tunes if t.split == "train"]
-    max_patches = family["music"]["max_patches"]
-    music = music_embeddings(model, [prepare_music(t.abc, max_patches) for t in eval_tunes], torch_device)
-    queries = text_embeddings(model, tokenizer, [canonical_text(f) for f in eval_facts], torch_device)
+    music = embedder.embed_patches([prepare_music(t.abc, embedder.max_patches) for t in eval_tunes])
+    queries = embedder.embed_texts([canonical_text(f) for f in eval_facts])
     ranks = true_match_ranks(queries @ music.T)
     results: dict = {
-        "checkpoint": str(checkpoint),
+        **source,
         "eval_tunes": len(eval_tunes),
         "retrieval": {
             "mrr": mean_reciprocal_rank(ranks),
@@ -107,8 +129,7 @@ def evaluate(
     }
     for name, task in classification_tasks(load_labelsets()).items():
         prompts = [task["template"].format(label) for label in task["labels"]]
-        prompt_features = text_embeddings(model, tokenizer, prompts, torch_device)
-        row = zero_shot_row(task, music, prompt_features, eval_facts, train_facts)
+        row = zero_shot_row(task, music, embedder.embed_texts(prompts), eval_facts, train_facts)
         if row:
             results["zero_shot"][name] = row
     return results
