@@ -41,11 +41,20 @@ demo: export
 lint: setup
 	$(VENV)/bin/ruff check runtime exporter indexer training tests bench
 
-bench: export
+# Every table of BENCHMARKS.md, in order (~50 min on 2 cores; needs the demo's shards and index).
+bench: demo
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/bench_patching.py
-	$(PY) bench/bench_embed.py
-	$(PY) bench/bench_pipeline.py --model $(MODEL)
-	$(PY) bench/bench_index.py
+	$(PY) bench/bench_embed.py --tunes 1000
+	$(PY) bench/bench_pipeline.py --checkpoint default --model $(MODEL) --scales 1 10 --precisions fp32 int8
+	$(PY) bench/bench_serving.py --mix search:1 --requests 10000
+	$(PY) bench/bench_serving.py --mix similar:1 --mix classify:1 --requests 2000 --sequential 200
+	$(PY) bench/bench_serving.py --mix search:1 --requests 10000 --precision int8
+	$(PY) bench/bench_index.py --model $(MODEL) --base-shards build/shards --sizes 100000,1000000 --noise 1 --keep
+	$(PY) bench/bench_serving.py --index build/bench/n1000000/index --mix search:1 --requests 2000
+	$(PY) bench/bench_query.py --index build/index --index build/bench/n1000000/index --runs 3
+	$(PY) bench/bench_ann.py --base-shards build/shards --sizes 100000 --noise 1
+	$(PY) bench/bench_formats.py
 
 clean:
 	rm -rf build

@@ -56,8 +56,8 @@ def write_int8(src: Path, dst: Path, keep_residual_fp32: bool) -> None:
     and FFN `output.dense`) in fp32: the text tower needs it, the music tower does not. Measured, min
     cosine vs fp32: all-MiniLM-L6-v2 on real sentences 0.983 plain, 0.990 with 7-bit weights, 0.993
     keeping the writers; the trained default music tower on 1,000 real tunes 0.9999 with every MatMul
-    quantised, which runs 1.2x (default) to 2.1x (clamp-s-512 shape) fp32 on a 2-core AVX2 CPU,
-    against 1.1x / 1.7x keeping the writers (BENCHMARKS.md). Per-tensor weights give 0.83 on MiniLM.
+    quantised, which runs 1.2x (default) to 1.6-2.1x (clamp-s-512 shape) ORT fp32 on a 2-core AVX2
+    CPU, against 1.1x / 1.7x keeping the writers (BENCHMARKS.md). Per-tensor weights give 0.83 on MiniLM.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -7,8 +7,11 @@ Subcommands are imported only when invoked, so `clamp search` never imports torc
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 import click
+
+from runtime.modeldir import PRECISIONS
 
 # name -> ("module:attribute" of a click command, one-line help for `clamp --help`), in listing order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -24,6 +27,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.cli:train", "Train the default model on the music21 ABC collections."),
     "eval": ("training.cli:evaluate", "Evaluate a checkpoint on the held-out split."),
 }
+
+
+def precision_option(help: str) -> Callable:
+    """`--precision`: which exported graphs the encoder runs (runtime.encoder.resolve_precisions)."""
+    return click.option(
+        "--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto", show_default=True, help=help
+    )
 
 
 class LazyGroup(click.Group):

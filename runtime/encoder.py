@@ -43,7 +43,7 @@ def resolve_provider(provider: str) -> str:
 
 # "auto" per provider. CPU stays fp32: dynamic int8 quantises activations per batch, so a vector would
 # shift (cosine ~1e-4) with whatever shares its batch, and a zero-shot score would differ from the
-# same text's search score. `precision="int8"` trades that for 1.6x faster text queries and 1.2-2x
+# same text's search score. `precision="int8"` trades that for 1.6x faster text queries and 1.2-1.6x
 # faster music embedding at -0.9% held-out MRR (BENCHMARKS.md).
 AUTO_PRECISIONS = {"cuda": "fp16", "cpu": "fp32"}
 

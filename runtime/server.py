@@ -15,10 +15,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from runtime.cli import precision_option
 from runtime.http_guards import ApiKey, BodyLimit, Metrics, route_of
 from runtime.index import Index, UnknownItemError
 from runtime.keys import DEFAULT_TEMPLATE, classify, label_set, read_music, upload_abc
-from runtime.modeldir import PRECISIONS
 from runtime.search import hits_as_dicts
 from runtime.web import add_web_page
 
@@ -282,13 +282,9 @@ def is_public(path: str) -> bool:
     type=click.Path(file_okay=False),
     help="Model dir [default: the index's model, else $CLAMP_MODEL, else build/model].",
 )
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", *PRECISIONS]),
-    default="auto",
-    show_default=True,
-    help="Encoder graphs. auto: fp16 on CUDA, fp32 on CPU. int8: ~1.6x faster text queries on CPU; a "
-    "text's vector then varies ~1e-4 in cosine with its batch-mates (zero-shot prompts).",
+@precision_option(
+    "Encoder graphs. auto: fp16 on CUDA, fp32 on CPU. int8: ~1.6x faster text queries on CPU; a "
+    "text's vector then varies ~1e-4 in cosine with its batch-mates (zero-shot prompts)."
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True)

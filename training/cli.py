@@ -12,7 +12,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 
-from runtime.modeldir import PRECISIONS
+from runtime.cli import precision_option
 from training.evaluate import evaluate as run_evaluation
 from training.evaluate import markdown_table, write_into_card
 from training.train import TrainConfig
@@ -124,12 +124,8 @@ def train(
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Evaluate this exported ONNX model dir (what the runtime serves) instead of --checkpoint.",
 )
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", *PRECISIONS]),
-    default="auto",
-    show_default=True,
-    help="With --model: which exported graphs to evaluate, on the CPU (auto: what the runtime uses there).",
+@precision_option(
+    "With --model: which exported graphs to evaluate, on the CPU (auto: what the runtime uses there)."
 )
 @click.option(
     "--write/--no-write",
