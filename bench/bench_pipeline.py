@@ -5,7 +5,7 @@ The corpus is every ABC file of music21's corpus (~13k real tunes); 10x copies t
 folders (new paths, so new ids). Each case runs the real command in a fresh process; its stats file
 gives the stage timings and the process's peak RSS. The baseline is what the released clamp.py does
 with the same model: read each file, split and patch each tune, and embed it alone with PyTorch
-(batch 1, one-hot input); it runs first, in this process, when --checkpoint is given.
+(batch 1, one-hot input); it runs first, in its own process, when --checkpoint is given.
 
     .venv/bin/python bench/bench_pipeline.py --checkpoint default   # build/model = its export
     .venv/bin/python bench/bench_pipeline.py --model DIR --scales 1 10 --precisions fp32 --workers 1
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import shutil
 import subprocess
 import sys
@@ -157,7 +158,10 @@ def main() -> None:
         if not (model / "manifest.json").is_file():
             model, described = stand_in_model(root, args.tiny)
         files = corpus_files()
-        baseline = clamp_py_rate(args.checkpoint, files) if args.checkpoint else None
+        baseline = None
+        if args.checkpoint:  # in its own process, as each clamp embed case runs in its own
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                baseline = pool.apply(clamp_py_rate, (args.checkpoint, files))
         rows = []
         for scale in args.scales:
             corpus = scaled_corpus(files, scale, root)
