@@ -43,6 +43,7 @@ from bench_index import (  # noqa: E402
 )
 
 from indexer.index_build import SPACE  # noqa: E402
+from runtime.search import exact_top_k  # noqa: E402
 
 try:
     import faiss
@@ -164,15 +165,6 @@ def serve(loader, path: str, dim: int, count: int, queries: np.ndarray, efs: lis
     return result
 
 
-def exact_top_k(x: np.ndarray, queries: np.ndarray) -> list[set[int]]:
-    """The true K nearest rows of x (by inner product) for each query."""
-    truth = []
-    for start in range(0, len(queries), 64):
-        scores = queries[start : start + 64] @ x.T
-        truth += [set(row.tolist()) for row in np.argpartition(scores, -K, axis=1)[:, -K:]]
-    return truth
-
-
 def recall(found: np.ndarray, truth: list[set[int]]) -> float:
     """Mean share of the true K nearest among the K found, over the queries."""
     shares = [len(t & set(f)) / K for f, t in zip(found.tolist(), truth, strict=True)]
@@ -186,7 +178,7 @@ def bench_size(size: int, base: np.ndarray, args: argparse.Namespace) -> dict:
     work.mkdir(parents=True)
     x, _ = replicas(base, size, args.sigma, rng)
     queries, _ = replicas(base, args.queries, args.sigma, rng)
-    truth = exact_top_k(x, queries)
+    truth = [set(rows.tolist()) for rows in exact_top_k(queries, x, K)[1]]
     builds = {}
     for name, (file, builder) in BUILDS.items():
         print(f"n={size}: building {name}", file=sys.stderr, flush=True)

@@ -47,24 +47,9 @@ STARTUP_TIMEOUT = 60.0
 
 # The options of CLaMP's `xml2abc.py -m 2 -c 6 -x`; the rest are xml2abc's own defaults.
 XML2ABC_OPTIONS = dict(
-    u=False,
-    m=2,
-    c=6,
-    d=0,
-    n=0,
-    b=0,
-    o="",
-    v=0,
-    x=True,
-    p=[],
-    j=False,
-    t=False,
-    s=False,
-    v1=False,
-    ped=True,
-    stm=False,
-    i=False,
-)
+    u=False, m=2, c=6, d=0, n=0, b=0, o="", v=0, x=True, p=[], j=False, t=False, s=False, v1=False, ped=True,
+    stm=False, i=False
+)  # fmt: skip
 # Played MIDI files are snapped to sixteenths (lytk tells played from notated files; notated ones stay exact).
 MIDI_QUANTIZE = 16
 _PLACEHOLDER_TITLE = "Title"  # what xml2abc writes when a score has no title
