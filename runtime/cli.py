@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("exporter.cli:export", "Export a CLaMP checkpoint to an ONNX model dir."),
     "patch": ("runtime.patch_cli:patch", "Show the bar patches the model sees for each tune."),
     "train": ("training.cli:train", "Train the default model on the music21 ABC collections."),
-    "eval": ("training.cli:evaluate", "Evaluate a checkpoint on the held-out split."),
+    "eval": ("training.cli:evaluate", "Evaluate a checkpoint or exported model dir on the held-out split."),
 }
 
 
