@@ -5,12 +5,10 @@ Every Ray run happens in a child process with a timeout: a hung Ray fails the te
 
 import importlib.util
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -126,27 +124,22 @@ def test_the_local_engine_takes_a_ray_shards_dir_as_its_own(corpus, model_dir, r
     assert sorted_errors(out) == sorted_errors(ray_shards)  # nothing recorded twice
 
 
-SLOW_RAY_RUN = """
-import sys, time
+KILLED_RAY_RUN = """
+import os, signal, sys
 from indexer.ray_engine import ModelEncoder, RayOptions, embed_corpus_ray
 from indexer.runner import EmbedOptions
+from indexer.shards import ShardWriter
 
-class SlowEncoder:  # slow enough to be killed mid-run
-    def __init__(self, inner):
-        self.inner = inner
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-    def embed_patches(self, patches, max_batch_patches):
-        time.sleep(0.5)
-        return self.inner.embed_patches(patches, max_batch_patches=max_batch_patches)
+write_shard = ShardWriter._write_shard
 
-class SlowModel(ModelEncoder):  # defined here, so Ray ships it to the actors by value
-    def __call__(self, provider, threads):
-        return SlowEncoder(super().__call__(provider, threads))
+def write_then_die(self, n_rows):  # SIGKILL the moment the first shard is on disk: always mid-run
+    write_shard(self, n_rows)
+    os.kill(os.getpid(), signal.SIGKILL)
 
+ShardWriter._write_shard = write_then_die
 model, out, *inputs = sys.argv[1:]
 options = EmbedOptions(shard_rows={shard_rows}, quiet=True)
-embed_corpus_ray(inputs, SlowModel(model), out, options, RayOptions(batch_tunes=16))
+embed_corpus_ray(inputs, ModelEncoder(model), out, options, RayOptions(batch_tunes=16))
 """
 
 
@@ -155,13 +148,9 @@ def test_a_ray_run_killed_after_its_first_shard_resumes_to_exactly_the_same_rows
     corpus, model_dir, ray_shards, tmp_path
 ):
     out = tmp_path / "shards"
-    script = SLOW_RAY_RUN.format(shard_rows=SHARD_ROWS)
+    script = KILLED_RAY_RUN.format(shard_rows=SHARD_ROWS)
     run = subprocess.Popen([sys.executable, "-c", script, str(model_dir), str(out), *corpus], cwd=REPO)
-    deadline = time.monotonic() + RAY_TIMEOUT
-    while not shard_files(out) and run.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.kill(run.pid, signal.SIGKILL)
-    run.wait()
+    assert run.wait(timeout=RAY_TIMEOUT) == -signal.SIGKILL
     first = shard_files(out)[0].read_bytes()
     done_before = read_rows(out)[0].num_rows
     total = read_rows(ray_shards)[0].num_rows
