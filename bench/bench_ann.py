@@ -43,7 +43,7 @@ from bench_index import (  # noqa: E402
 )
 
 from indexer.index_build import SPACE  # noqa: E402
-from runtime.search import exact_top_k  # noqa: E402
+from runtime.search.hits import exact_top_k  # noqa: E402
 
 try:
     import faiss
@@ -115,7 +115,7 @@ def load_faiss(path: str, dim: int, count: int, flags: int) -> tuple[SetEf, Quer
 
 
 def load_exact(path: str, dim: int, count: int) -> tuple[SetEf, Query]:
-    vectors = np.load(path, mmap_mode="r")  # as runtime.index serves exact search
+    vectors = np.load(path, mmap_mode="r")  # as runtime.search.index serves exact search
     return (lambda ef: None), lambda q: np.argpartition(vectors @ q, -K)[-K:]
 
 

@@ -31,11 +31,11 @@ from exporter.export import export_fp32
 from exporter.manifest import write_manifest
 from exporter.model import CLaMP, masked_mean
 from exporter.optimize import write_fp16, write_int8
-from runtime.encoder import Encoder, available_cores, patch_batches
-from runtime.families import load_family
-from runtime.modeldir import TOWERS, encoder_file
-from runtime.patching import N_CLASSES, prepare_music
-from runtime.text import TextTokenizer
+from runtime.model.encoder import Encoder, available_cores, patch_batches
+from runtime.model.families import load_family
+from runtime.model.modeldir import TOWERS, encoder_file
+from runtime.music.patching import N_CLASSES, prepare_music
+from runtime.model.text import TextTokenizer
 from training.batches import text_embeddings
 from training.corpus import load_corpus
 from training.describe import describe

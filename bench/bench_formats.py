@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtime.abc import split_tunes  # noqa: E402
-from runtime.formats import ScoreError, read_tunes  # noqa: E402
-from runtime.patching import prepare_music  # noqa: E402
+from runtime.music.abc import split_tunes  # noqa: E402
+from runtime.music.formats import ScoreError, read_tunes  # noqa: E402
+from runtime.music.patching import prepare_music  # noqa: E402
 
 
 def music21_corpus() -> Path:

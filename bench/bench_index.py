@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from indexer.index_build import build_index  # noqa: E402
 from indexer.reader import TuneRecord  # noqa: E402
 from indexer.shards import ShardWriter, embeddings_matrix, iter_shard_batches, rows_table, shard_schema  # noqa: E402
-from runtime.index import Index, read_manifest  # noqa: E402
+from runtime.search.index import Index, read_manifest  # noqa: E402
 
 TEXT_QUERIES = [
     "a lively jig in D major",
@@ -67,7 +67,7 @@ def load_base(args: argparse.Namespace, encoder) -> tuple[np.ndarray, list[str],
     if encoder is not None:
         from music21 import corpus
 
-        from runtime.abc import split_tunes
+        from runtime.music.abc import split_tunes
 
         paths = sorted(str(p) for p in corpus.getPaths(fileExtensions=("abc",)))
         abcs = [t.abc for p in paths for t in split_tunes(Path(p).read_text("utf-8", errors="replace"))]
@@ -270,7 +270,7 @@ def main() -> None:
     args = parser.parse_args()
     encoder = None
     if args.model:
-        from runtime.encoder import Encoder
+        from runtime.model.encoder import Encoder
 
         encoder = Encoder.open(args.model)
     base, abcs, origin = load_base(args, encoder)

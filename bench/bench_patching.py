@@ -8,8 +8,8 @@ import time
 import music21
 import numpy as np
 
-from runtime.abc import split_tunes
-from runtime.patching import prepare_music
+from runtime.music.abc import split_tunes
+from runtime.music.patching import prepare_music
 
 
 def main(repeats: int = 3) -> None:

@@ -56,7 +56,7 @@ def stand_in_model(root: Path, tiny: bool) -> tuple[Path, str]:
 
     from exporter.checkpoint import init_model, pretrained_text_dir
     from exporter.export import build_model_dir
-    from runtime.families import load_family
+    from runtime.model.families import load_family
 
     family = load_family("default")
     torch.manual_seed(0)
@@ -72,8 +72,8 @@ def clamp_py_rate(checkpoint: str, files: list[Path]) -> tuple[int, float]:
     from bench_embed import clamp_py_loop
 
     from exporter.checkpoint import load_model
-    from runtime.abc import split_tunes
-    from runtime.patching import prepare_music
+    from runtime.music.abc import split_tunes
+    from runtime.music.patching import prepare_music
 
     model, family, _ = load_model(checkpoint)
     model.eval()

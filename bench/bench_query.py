@@ -26,7 +26,7 @@ def p50_p99_ms(
     index_dir: str, model_dir: str | None, precision: str, queries: int
 ) -> tuple[int, float, float]:
     """Items in the index and the p50 / p99 of search_text in ms (run in a child process)."""
-    from runtime.index import Index
+    from runtime.search.index import Index
 
     index = Index.open(index_dir, model_dir, precision=precision)
     for text in TEXT_QUERIES:

@@ -38,9 +38,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runtime.encoder import available_cores  # noqa: E402
-from runtime.index import Index, read_manifest, resolve_model_dir  # noqa: E402
-from runtime.modeldir import PRECISIONS  # noqa: E402
+from runtime.model.encoder import available_cores  # noqa: E402
+from runtime.search.index import Index, read_manifest, resolve_model_dir  # noqa: E402
+from runtime.model.modeldir import PRECISIONS  # noqa: E402
 from tests.serving import free_port  # noqa: E402
 
 TEXT_QUERIES = [

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
 from exporter.model import CLaMP
-from runtime.families import family_names, load_family
+from runtime.model.families import family_names, load_family
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL_WEIGHTS = "pytorch_model.bin"

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from exporter.checkpoint import resolve_checkpoint
-from runtime.modeldir import MANIFEST_FILE, ModelDirError, verify_model_dir
+from runtime.model.modeldir import MANIFEST_FILE, ModelDirError, verify_model_dir
 
 
 def _up_to_date(out: Path, source_hash: str, int8: bool) -> bool:

@@ -17,8 +17,8 @@ from exporter.manifest import write_manifest
 from exporter.model import CLaMP
 from exporter.optimize import write_fp16, write_int8
 from exporter.parity import GATES, PARITY_TEXTS, measure, parity_tunes, torch_reference
-from runtime.modeldir import CONFIG_FILE, GRAPH_INPUTS, GRAPH_OUTPUTS, TOKENIZER_FILE, TOWERS, encoder_file
-from runtime.patching import PATCH_LENGTH
+from runtime.model.modeldir import CONFIG_FILE, GRAPH_INPUTS, GRAPH_OUTPUTS, TOKENIZER_FILE, TOWERS, encoder_file
+from runtime.music.patching import PATCH_LENGTH
 
 OPSET = 17
 # Patch ids enter the music graph as uint8 [B,P,64]: 8x less to copy than int64 (host -> GPU included),

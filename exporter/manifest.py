@@ -10,8 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from runtime.integrity import file_entries
-from runtime.modeldir import MANIFEST_FILE, compute_model_hash, file_sha256
+from runtime.storage.integrity import file_entries
+from runtime.model.modeldir import MANIFEST_FILE, compute_model_hash, file_sha256
 
 VERSIONED_PACKAGES = ("torch", "transformers", "onnx", "onnxruntime", "tokenizers", "clamp-index")
 

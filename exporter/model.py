@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertConfig, BertModel, RobertaConfig, RobertaModel
 
-from runtime.patching import N_CLASSES
+from runtime.music.patching import N_CLASSES
 
 TEXT_ARCHS = {"roberta": (RobertaConfig, RobertaModel), "bert": (BertConfig, BertModel)}
 

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from exporter.model import CLaMP
-from runtime.abc import split_tunes
-from runtime.encoder import Encoder
-from runtime.patching import prepare_music
-from runtime.text import TextTokenizer
+from runtime.music.abc import split_tunes
+from runtime.model.encoder import Encoder
+from runtime.music.patching import prepare_music
+from runtime.model.text import TextTokenizer
 
 # Minimum cosine of each variant against PyTorch: below it fp32/fp16 fail the export, int8 is dropped.
 GATES = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.99}

@@ -142,7 +142,7 @@ def embed(
             ray_options = RayOptions(address=ray_address, provider=provider, actors=ray_actors)
             stats = embed_corpus_ray(inputs, model, out_dir, options, ray_options)
         else:
-            from runtime.encoder import Encoder
+            from runtime.model.encoder import Encoder
 
             # every shard will carry this model's hash: check every byte of its files against it first
             encoder = Encoder.open(model_dir, provider=provider, precision=precision, full_check=True)

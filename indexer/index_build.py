@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from indexer.shards import embeddings_matrix, iter_shard_batches, shard_files, shard_ids, shards_metadata
-from runtime.encoder import available_cores
-from runtime.index import (
+from runtime.model.encoder import available_cores
+from runtime.search.index import (
     HNSW_FILE,
     INDEX_FILES,
     ITEMS_FILE,
@@ -28,9 +28,9 @@ from runtime.index import (
     ModelMismatchError,
     model_dir_candidates,
 )
-from runtime.integrity import file_entries
-from runtime.items import ITEM_COLUMNS, ItemWriter
-from runtime.modeldir import CONFIG_FILE, file_sha256, verify_model_dir
+from runtime.storage.integrity import file_entries
+from runtime.search.items import ITEM_COLUMNS, ItemWriter
+from runtime.model.modeldir import CONFIG_FILE, file_sha256, verify_model_dir
 
 SPACE = "ip"  # inner product = cosine on L2-normalised vectors
 READ_COLUMNS = [c for c in ITEM_COLUMNS if c != "label"] + ["embedding"]

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from runtime.index import read_manifest
+from runtime.search.index import read_manifest
 
 
 @click.group()

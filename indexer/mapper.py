@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from indexer.reader import TuneRecord
-from runtime.patching import prepare_music
+from runtime.music.patching import prepare_music
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Patched:
 
 
 class PatchEncoder(Protocol):
-    """The part of runtime.encoder.Encoder the indexer drives."""
+    """The part of runtime.model.encoder.Encoder the indexer drives."""
 
     model_hash: str
     model_name: str

@@ -28,7 +28,7 @@ from indexer.mapper import PatchEncoder, embed_patched, patch_abc
 from indexer.reader import Failure, Item, TableColumns, TuneRecord, read_inputs
 from indexer.runner import EmbedOptions, Run, RunStats, embedding_run
 from indexer.shards import embeddings_matrix
-from runtime.patching import PATCH_LENGTH
+from runtime.music.patching import PATCH_LENGTH
 
 INSTALL_HINT = "pip install 'clamp-index[ray]' (or: pip install 'ray[data]>=2.9')"
 CPU_ACTOR_CORES = 4.0  # ONNX Runtime threads per CPU actor: more cores per session scale poorly
@@ -74,7 +74,7 @@ class ModelEncoder:
     precision: str = "auto"
 
     def __call__(self, provider: str, threads: int) -> PatchEncoder:
-        from runtime.encoder import Encoder
+        from runtime.model.encoder import Encoder
 
         return Encoder.open(self.model_dir, provider=provider, precision=self.precision, threads=threads)
 

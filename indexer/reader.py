@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.abc import read_header, split_tunes, tune_id
-from runtime.formats import KIND_OF_SUFFIX, ScoreError, decode_bytes, read_tunes
+from runtime.music.abc import read_header, split_tunes, tune_id
+from runtime.music.formats import KIND_OF_SUFFIX, ScoreError, decode_bytes, read_tunes
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from indexer.reader import Failure, TuneRecord
-from runtime.integrity import file_sha256
+from runtime.storage.integrity import file_sha256
 
 SHARD_NAME = "shard-{:05d}.parquet"
 ERRORS_NAME = "errors/errors-{:05d}.parquet"

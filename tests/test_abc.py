@@ -1,6 +1,6 @@
 """Tune splitting keeps every tune, its position and its header fields."""
 
-from runtime.abc import split_tunes, tune_id
+from runtime.music.abc import split_tunes, tune_id
 
 FILE = """% a collection
 B:The Book

@@ -27,7 +27,7 @@ from exporter.checkpoint import (
     save_ours,
 )
 from exporter.model import CLaMP
-from runtime.families import load_family
+from runtime.model.families import load_family
 
 TEXT_IDS = torch.tensor([[0, 57, 101, 220, 2, 1, 1], [0, 99, 12, 7, 30, 150, 2]])
 PATCHES = torch.randint(0, 98, (2, 9, 64), generator=torch.Generator().manual_seed(3))

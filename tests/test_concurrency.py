@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from query_corpus import Corpus, build_corpus
 
-import runtime.index
-from runtime.encoder import Encoder
-from runtime.index import Index
-from runtime.keys import read_music
+import runtime.search.index
+from runtime.model.encoder import Encoder
+from runtime.search.index import Index
+from runtime.search.keys import read_music
 
 THREADS = 32
 ROUNDS = 25  # each query is asked this many times, interleaved across the threads
@@ -63,7 +63,7 @@ def queries(index: Index, tunes: list[str], some_ids: list[str], vectors: np.nda
 
 
 def test_32_threads_on_a_fresh_index_give_the_one_thread_answers(built, monkeypatch):
-    monkeypatch.setattr(runtime.index, "EXACT_SUBSET_MAX", 20)  # larger filtered subsets walk the graph
+    monkeypatch.setattr(runtime.search.index, "EXACT_SUBSET_MAX", 20)  # larger filtered subsets walk the graph
     alone = Index.open(built.index_dir)
     inputs = (
         [read_music(path, 0) for path in built.files],

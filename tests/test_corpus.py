@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.patching import decode_patches, prepare_music
+from runtime.music.patching import decode_patches, prepare_music
 from training.corpus import (
     EVAL_PERCENT,
     abc_files,

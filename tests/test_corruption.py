@@ -29,9 +29,9 @@ from indexer.shards import (
     shards_metadata,
     write_atomic,
 )
-from runtime.encoder import Encoder
-from runtime.index import Index, IndexDirError, ModelMismatchError
-from runtime.modeldir import ModelDirError, encoder_file
+from runtime.model.encoder import Encoder
+from runtime.search.index import Index, IndexDirError, ModelMismatchError
+from runtime.model.modeldir import ModelDirError, encoder_file
 
 SEED = 7
 FLIPS = 60  # single-bit flips per shard, at seeded random offsets

@@ -25,8 +25,8 @@ from indexer.index_build import build_index
 from indexer.reader import TuneRecord, expand_inputs, read_inputs
 from indexer.runner import EmbedOptions, embed_corpus
 from indexer.shards import failure_keys, iter_shard_batches, read_errors, shard_files
-from runtime.encoder import Encoder
-from runtime.index import Index, read_manifest
+from runtime.model.encoder import Encoder
+from runtime.search.index import Index, read_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS_FILES = ("essenFolksong/irl.abc", "oneills1850/0101-0200.abc", "miscFolk/americanfifeopus.abc")
@@ -51,7 +51,7 @@ def stop_here():
 if job == "embed":
     import indexer.shards as shards
     from indexer.runner import EmbedOptions, embed_corpus
-    from runtime.encoder import Encoder
+    from runtime.model.encoder import Encoder
 
     class SlowEncoder:
         def __init__(self, inner):

@@ -18,10 +18,10 @@ from helpers import tiny_model_dir
 from indexer.reader import TuneRecord, expand_inputs, read_inputs
 from indexer.runner import EmbedOptions, embed_corpus
 from indexer.shards import embeddings_matrix, iter_shard_batches, read_errors, shard_files, shards_metadata
-from runtime.abc import split_tunes
+from runtime.music.abc import split_tunes
 from runtime.cli import main
-from runtime.encoder import Encoder
-from runtime.patching import prepare_music
+from runtime.model.encoder import Encoder
+from runtime.music.patching import prepare_music
 
 REPO = Path(__file__).resolve().parent.parent
 # ~200 real tunes: Essen folk songs, O'Neill's, a fife book, Josquin.
@@ -101,7 +101,7 @@ def test_one_row_per_tune_with_the_encoders_vectors(uninterrupted, corpus, encod
 SLOW_RUN = """
 import sys, time
 from indexer.runner import EmbedOptions, embed_corpus
-from runtime.encoder import Encoder
+from runtime.model.encoder import Encoder
 
 class SlowEncoder:  # slow enough to be killed mid-run
     def __init__(self, inner):

@@ -11,9 +11,9 @@ import pytest
 from helpers import SENTENCES, real_tunes, tiny_model, tiny_model_dir
 
 from exporter.parity import torch_reference
-from runtime.encoder import Encoder, patch_batches
-from runtime.modeldir import ModelDirError, compute_model_hash, encoder_file, read_manifest
-from runtime.patching import prepare_music
+from runtime.model.encoder import Encoder, patch_batches
+from runtime.model.modeldir import ModelDirError, compute_model_hash, encoder_file, read_manifest
+from runtime.music.patching import prepare_music
 
 TEXTS = [*SENTENCES, "", "a very long text " * 40]  # empty and over-long (truncated to max_tokens) too
 

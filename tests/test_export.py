@@ -16,8 +16,8 @@ from exporter.checkpoint import resolve_checkpoint, save_ours
 from exporter.export import build_model_dir
 from exporter.manifest import source_sha256
 from runtime.cli import main
-from runtime.encoder import Encoder
-from runtime.modeldir import compute_model_hash, encoder_file, file_sha256, read_manifest
+from runtime.model.encoder import Encoder
+from runtime.model.modeldir import compute_model_hash, encoder_file, file_sha256, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_FILES = {"config.json", "tokenizer.json", "manifest.json"} | {

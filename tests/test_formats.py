@@ -11,10 +11,10 @@ from pathlib import Path
 import music21
 import pytest
 
-from runtime import formats
-from runtime.abc import split_tunes
-from runtime.formats import ConverterMissing, ScoreError, musicxml_to_abc, read_tunes
-from runtime.patching import BAR_DELIMITERS, decode_patches, prepare_music
+from runtime.music import formats
+from runtime.music.abc import split_tunes
+from runtime.music.formats import ConverterMissing, ScoreError, musicxml_to_abc, read_tunes
+from runtime.music.patching import BAR_DELIMITERS, decode_patches, prepare_music
 
 CORPUS = Path(music21.__file__).parent / "corpus"
 CHORALE_MXL = CORPUS / "bach" / "bwv1.6.mxl"  # 5 parts (horn, SATB), 21 measures, F major, 4/4
@@ -170,7 +170,7 @@ def test_missing_converter_says_how_to_install_it(monkeypatch):
 
 def test_importing_formats_loads_no_converter_or_heavy_package():
     code = (
-        "import sys, runtime.formats\n"
+        "import sys, runtime.music.formats\n"
         "print(sorted(m for m in ('torch', 'pyarrow', 'music21', 'lytk', 'abctoolkit') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -26,10 +26,10 @@ from indexer.mapper import Patched, patch_abc
 from indexer.reader import Failure, TuneRecord, expand_inputs, read_inputs
 from indexer.runner import EmbedOptions, embed_corpus
 from indexer.shards import iter_shard_batches, read_errors
-from runtime import formats
-from runtime.abc import split_tunes, tune_id
-from runtime.formats import ScoreError, decode_bytes, read_tunes
-from runtime.patching import EOS_ID, PATCH_LENGTH, abc_filter, decode_patches, prepare_music
+from runtime.music import formats
+from runtime.music.abc import split_tunes, tune_id
+from runtime.music.formats import ScoreError, decode_bytes, read_tunes
+from runtime.music.patching import EOS_ID, PATCH_LENGTH, abc_filter, decode_patches, prepare_music
 
 # Derandomised: the same cases on every run; no example database written into the checkout.
 pytestmark = pytest.mark.filterwarnings("ignore:Surrogate character:RuntimeWarning")  # unidecode drops them
@@ -77,7 +77,7 @@ def fuzz(name: str) -> settings:
 
 
 class ExactEncoder:
-    """A stand-in for runtime.encoder.Encoder: a deterministic unit vector per patch array, numpy only."""
+    """A stand-in for runtime.model.encoder.Encoder: a deterministic unit vector per patch array, numpy only."""
 
     model_hash, model_name, dim, max_patches = "e" * 64, "exact-test-encoder", 8, 16
 

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 from query_corpus import Corpus, build_corpus, corpus_path, other_model_dir
 
-import runtime.index
-import runtime.search
+import runtime.search.index
+import runtime.search.hits
 from indexer.index_build import build_index
 from indexer.reader import TuneRecord
 from indexer.shards import ShardWriter, rows_table, shard_files, shard_schema, shards_metadata
-from runtime.abc import split_tunes
-from runtime.encoder import Encoder
-from runtime.index import Index, ModelMismatchError, read_manifest
-from runtime.keys import read_music
-from runtime.search import Condition, exact_top_k, parse_filter, softmax_probs
+from runtime.music.abc import split_tunes
+from runtime.model.encoder import Encoder
+from runtime.search.index import Index, ModelMismatchError, read_manifest
+from runtime.search.keys import read_music
+from runtime.search.hits import Condition, exact_top_k, parse_filter, softmax_probs
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +148,8 @@ def test_filters_keep_only_matching_items(index, text, check):
 def test_every_filtered_search_path_agrees_with_filtered_exact_search(
     index, monkeypatch, overfetch, exact_subset_max
 ):
-    monkeypatch.setattr(runtime.index, "OVERFETCH", overfetch)
-    monkeypatch.setattr(runtime.index, "EXACT_SUBSET_MAX", exact_subset_max)
+    monkeypatch.setattr(runtime.search.index, "OVERFETCH", overfetch)
+    monkeypatch.setattr(runtime.search.index, "EXACT_SUBSET_MAX", exact_subset_max)
     query = index.encoder.embed_texts(["a slow air"])
     for text in ("meter = 6/8", "origin contains irl", "rhythm != hornpipe"):
         graph = index.search_vectors(query, 10, filter=text)[0]
@@ -176,7 +176,7 @@ def test_unknown_filter_fields_are_refused_with_the_known_ones(index):
 
 
 def test_exact_top_k_equals_a_full_sort_across_chunks(monkeypatch):
-    monkeypatch.setattr(runtime.search, "EXACT_CHUNK_ROWS", 7)
+    monkeypatch.setattr(runtime.search.hits, "EXACT_CHUNK_ROWS", 7)
     rng = np.random.default_rng(0)
     keys, queries = (
         rng.standard_normal((50, 8)).astype(np.float32),

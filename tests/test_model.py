@@ -10,8 +10,8 @@ from helpers import real_tunes, tiny_family, write_official_checkpoint
 
 from exporter.checkpoint import load_model
 from exporter.model import CLaMP, gathered_sum
-from runtime.families import load_family
-from runtime.patching import N_CLASSES, PATCH_LENGTH, prepare_music
+from runtime.model.families import load_family
+from runtime.music.patching import N_CLASSES, PATCH_LENGTH, prepare_music
 
 
 def one_hot_patch_embedding(model: CLaMP, patches: torch.Tensor) -> torch.Tensor:

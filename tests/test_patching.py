@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from unidecode import unidecode
 
-from runtime.patching import (
+from runtime.music.patching import (
     EOS_ID,
     PATCH_LENGTH,
     abc_filter,
@@ -137,7 +137,7 @@ def test_music_line_starting_with_note_g_survives_the_filter():
 @pytest.mark.parametrize("max_patches", [512, 8])
 def test_matches_the_released_patchilizer_on_real_tunes(max_patches):
     music21 = pytest.importorskip("music21")
-    from runtime.abc import split_tunes
+    from runtime.music.abc import split_tunes
 
     oracle = ReleasedPatchilizer()
     checked = 0

@@ -9,7 +9,7 @@ import shutil
 import pytest
 from query_corpus import Corpus, build_corpus, clamp, other_model_dir
 
-from runtime.keys import FeatureCache, label_set, music_keys, read_music
+from runtime.search.keys import FeatureCache, label_set, music_keys, read_music
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +176,7 @@ def test_query_covers_the_four_modality_pairs_of_clamp_py(built, tmp_path, query
 def test_query_feature_cache_encodes_only_new_or_changed_files(built, tmp_path):
     keys = tmp_path / "keys"
     shutil.copytree(built.abc_dir, keys)
-    from runtime.encoder import Encoder
+    from runtime.model.encoder import Encoder
 
     encoder = Encoder.open(built.model_dir)
     encoded: list[int] = []

@@ -21,9 +21,9 @@ from helpers import tiny_model_dir
 from indexer.ray_engine import ActorPlan, RayOptions, check_absolute, check_reachable, plan_actors
 from indexer.runner import EmbedOptions, embed_corpus
 from indexer.shards import embeddings_matrix, iter_shard_batches, read_errors, shard_files
-from runtime.abc import split_tunes
+from runtime.music.abc import split_tunes
 from runtime.cli import main
-from runtime.encoder import Encoder
+from runtime.model.encoder import Encoder
 
 REPO = Path(__file__).resolve().parent.parent
 RAY_TIMEOUT = 150  # seconds for one Ray run in a child process (about 10 s when the CPU is free)

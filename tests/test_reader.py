@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from indexer.reader import Failure, TableColumns, TuneRecord, expand_inputs, read_inputs
-from runtime.abc import split_tunes, tune_id
+from runtime.music.abc import split_tunes, tune_id
 
 JIG = "X:1\nT:The Kesh\nR:jig\nM:6/8\nK:G\n|:GAG GAB|ABA ABd:|\n"
 REEL = "X:2\nT:Drowsy Maggie\nC:Trad.\nR:reel\nM:4/4\nK:Edor\n|:E2BE dEBE|E2BE AFDF:|\n"

@@ -8,10 +8,10 @@ HEAVY = ("torch", "transformers", "pyarrow")
 
 def test_runtime_imports_no_heavy_dependencies():
     code = (
-        "import sys, runtime, runtime.abc, runtime.patching, runtime.text, runtime.cli, runtime.patch_cli\n"
+        "import sys, runtime, runtime.music.abc, runtime.music.patching, runtime.model.text, runtime.cli, runtime.cli.patch\n"
         "import importlib.util\n"
-        "for m in ['runtime.encoder', 'runtime.index', 'runtime.query_cli', 'runtime.server',\n"
-        "          'runtime.formats', 'runtime.keys', 'runtime.web']:\n"
+        "for m in ['runtime.model.encoder', 'runtime.search.index', 'runtime.cli.query', 'runtime.serve.server',\n"
+        "          'runtime.music.formats', 'runtime.search.keys', 'runtime.serve.web']:\n"
         "    if importlib.util.find_spec(m): importlib.import_module(m)\n"
         "import importlib\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"

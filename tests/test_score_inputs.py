@@ -14,8 +14,8 @@ from music21 import converter
 from query_corpus import Corpus, clamp, corpus_path
 
 from indexer.shards import iter_shard_batches
-from runtime.index import Index
-from runtime.server import create_app
+from runtime.search.index import Index
+from runtime.serve.server import create_app
 
 CHORALES = ("bach/bwv1.6.mxl", "bach/bwv10.7.mxl", "bach/bwv101.7.mxl")
 ABC_FILE = "oneills1850/0721-0730.abc"

@@ -12,9 +12,9 @@ import pytest
 from query_corpus import Corpus, build_corpus
 from serving import serving
 
-from runtime.index import Index
-from runtime.keys import read_music
-from runtime.server import create_app
+from runtime.search.index import Index
+from runtime.search.keys import read_music
+from runtime.serve.server import create_app
 
 
 @pytest.fixture(scope="module")

@@ -24,10 +24,10 @@ import uvicorn
 from query_corpus import Corpus, build_corpus
 from serving import free_port, serving
 
-import runtime.http_guards
-from runtime.index import Index
-from runtime.keys import read_music
-from runtime.server import create_app
+import runtime.serve.guards
+from runtime.search.index import Index
+from runtime.search.keys import read_music
+from runtime.serve.server import create_app
 
 KEY = "correct horse battery staple"
 CORPUS_FILES = ("oneills1850/0721-0730.abc", "essenFolksong/irl.abc")
@@ -59,8 +59,8 @@ def test_the_api_key_is_required_and_compared_in_constant_time(index, monkeypatc
         compared.append(given)
         return real(given, key)
 
-    real = runtime.http_guards.hmac.compare_digest
-    monkeypatch.setattr(runtime.http_guards.hmac, "compare_digest", spy)
+    real = runtime.serve.guards.hmac.compare_digest
+    monkeypatch.setattr(runtime.serve.guards.hmac, "compare_digest", spy)
     with serving(create_app(index, api_key=KEY)) as client:
         query = {"text": "a jig", "k": 2}
         refused = client.post("/search", json=query)

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from runtime.abc import split_tunes
+from runtime.music.abc import split_tunes
 from training.analysis import Key, melody_stats, quarter_bpm, signature_key, tune_key
 from training.corpus import CorpusTune
 from training.describe import clean_title, describe, genres_of, meter_of, region_of, tune_type_of
@@ -31,7 +31,7 @@ G2A|B2c|d3|G3|]
 
 
 def corpus_tune(abc: str, collection: str) -> CorpusTune:
-    """A one-tune corpus entry with the header fields runtime.abc reads."""
+    """A one-tune corpus entry with the header fields runtime.music.abc reads."""
     tune = split_tunes(abc)[0]
     source = f"{collection}/x.abc"
     return CorpusTune("t1", collection, source, 0, tune.abc, tune.meta, body_key="k", split="train")

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 
 from exporter.checkpoint import init_model, load_ours, save_ours
 from exporter.model import CLaMP
-from runtime.families import load_family
-from runtime.patching import prepare_music
+from runtime.model.families import load_family
+from runtime.music.patching import prepare_music
 from training.batches import length_batches, pad_patches
 from training.corpus import load_corpus
 from training.evaluate import CARD_END, CARD_START, evaluate, markdown_table, write_into_card

@@ -35,7 +35,7 @@ if not (CHROMIUM and CHROMEDRIVER):
 from query_corpus import build_corpus  # noqa: E402  (after the skips: it imports torch)
 from serving import free_port  # noqa: E402
 
-from runtime.abc import split_tunes  # noqa: E402
+from runtime.music.abc import split_tunes  # noqa: E402
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "build" / "screenshots"
 # 10 O'Neill's jigs (R: and T: on every tune) and 62 Irish songs from Essen (O: Irland).

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runtime.abc import split_tunes, tune_id
-from runtime.patching import abc_filter, patch_strings
+from runtime.music.abc import split_tunes, tune_id
+from runtime.music.patching import abc_filter, patch_strings
 from training.analysis import body_text
 
 SPLIT_SALT = "clamp-index/default-split/v1:"

@@ -95,7 +95,7 @@ class TuneFacts:
     kind: str  # what its collection holds: "tune", "folk song", "Renaissance chanson"
 
     def labels(self) -> dict[str, str]:
-        """Ground truth for zero-shot classification, by labelset name (runtime/labelsets.json)."""
+        """Ground truth for zero-shot classification, by labelset name (runtime/search/labelsets.json)."""
         tune_type = self.tune_type or ("song" if self.kind.endswith("song") else None)
         found = {
             "tune-type": tune_type,

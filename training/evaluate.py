@@ -2,7 +2,7 @@
 
 Only tunes of the "eval" side of the fixed split (training/corpus.py) are used. Retrieval: each eval
 tune's canonical text against all eval tunes' music (spec §5.1). Zero-shot: each labelset of
-runtime/labelsets.json, next to chance (1 / number of labels) and a majority-class baseline (the label
+runtime/search/labelsets.json, next to chance (1 / number of labels) and a majority-class baseline (the label
 most frequent among *training* tunes, predicted for every eval tune).
 """
 
@@ -18,16 +18,16 @@ import numpy as np
 
 import runtime
 from exporter.checkpoint import load_model
-from runtime.encoder import Encoder
-from runtime.patching import prepare_music
-from runtime.text import TextTokenizer
+from runtime.model.encoder import Encoder
+from runtime.music.patching import prepare_music
+from runtime.model.text import TextTokenizer
 from training.batches import music_embeddings, resolve_device, text_embeddings
 from training.corpus import load_corpus
 from training.describe import TuneFacts, describe
 from training.metrics import accuracy, hit_rate, macro_f1, mean_reciprocal_rank, random_mrr, true_match_ranks
 from training.texts import canonical_text
 
-LABELSETS = Path(runtime.__file__).parent / "labelsets.json"
+LABELSETS = Path(runtime.__file__).parent / "search" / "labelsets.json"
 DANCE_TASK = "tune-type (dance tunes)"  # tune-type without the songs, whose label is trivial to guess
 CARD_START, CARD_END = "<!-- metrics:start -->", "<!-- metrics:end -->"
 
@@ -147,7 +147,7 @@ def markdown_table(results: dict) -> str:
         f"| MRR | {r['mrr']:.4f} | {r['random_mrr']:.4f} ({r['mrr'] / r['random_mrr']:.1f}x) |",
         *[f"| Hit@{k} | {r[f'hit@{k}']:.3f} | {r[f'random_hit@{k}']:.3f} |" for k in (1, 10, 100)],
         "",
-        "Zero-shot classification (prompt templates and labels: runtime/labelsets.json):",
+        "Zero-shot classification (prompt templates and labels: runtime/search/labelsets.json):",
         "",
         "| task | n | labels | accuracy | macro-F1 | chance | majority acc. | majority F1 | majority label |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -11,26 +11,26 @@ from collections.abc import Callable
 
 import click
 
-from runtime.modeldir import PRECISIONS
+from runtime.model.modeldir import PRECISIONS
 
 # name -> ("module:attribute" of a click command, one-line help for `clamp --help`), in listing order.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "search": ("runtime.query_cli:search", "Text -> music: find tunes matching a description."),
-    "similar": ("runtime.query_cli:similar", "Music -> music: tunes similar to a given tune."),
-    "classify": ("runtime.query_cli:classify", "Zero-shot: rank label texts for a tune."),
-    "query": ("runtime.query_cli:query", "Ad-hoc clamp.py-style queries over a folder or file of keys."),
-    "serve": ("runtime.server:serve", "HTTP API and web page over an index."),
+    "search": ("runtime.cli.query:search", "Text -> music: find tunes matching a description."),
+    "similar": ("runtime.cli.query:similar", "Music -> music: tunes similar to a given tune."),
+    "classify": ("runtime.cli.query:classify", "Zero-shot: rank label texts for a tune."),
+    "query": ("runtime.cli.query:query", "Ad-hoc clamp.py-style queries over a folder or file of keys."),
+    "serve": ("runtime.serve.server:serve", "HTTP API and web page over an index."),
     "embed": ("indexer.cli:embed", "Batch-embed ABC corpora into Parquet shards (resumable)."),
     "index": ("indexer.index_cli:index", "Build and inspect HNSW indices over shards."),
     "export": ("exporter.cli:export", "Export a CLaMP checkpoint to an ONNX model dir."),
-    "patch": ("runtime.patch_cli:patch", "Show the bar patches the model sees for each tune."),
+    "patch": ("runtime.cli.patch:patch", "Show the bar patches the model sees for each tune."),
     "train": ("training.cli:train", "Train the default model on the music21 ABC collections."),
     "eval": ("training.cli:evaluate", "Evaluate a checkpoint or exported model dir on the held-out split."),
 }
 
 
 def precision_option(help: str) -> Callable:
-    """`--precision`: which exported graphs the encoder runs (runtime.encoder.resolve_precisions)."""
+    """`--precision`: which exported graphs the encoder runs (runtime.model.encoder.resolve_precisions)."""
     return click.option(
         "--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto", show_default=True, help=help
     )

@@ -1,6 +1,6 @@
 """The model dir contract: file names, graph I/O names, manifest reading, identity hash and verification.
 
-Written by `clamp export` (exporter/), read by runtime.encoder.Encoder; both sides use these names.
+Written by `clamp export` (exporter/), read by runtime.model.encoder.Encoder; both sides use these names.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runtime.integrity import check_files, file_sha256, listed_files
+from runtime.storage.integrity import check_files, file_sha256, listed_files
 
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"

@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from runtime.abc import split_tunes
-from runtime.formats import SCORE_SUFFIXES, read_tunes
-from runtime.search import Hit, exact_top_k
+from runtime.music.abc import split_tunes
+from runtime.music.formats import SCORE_SUFFIXES, read_tunes
+from runtime.search.hits import Hit, exact_top_k
 
 MUSIC_SUFFIXES = tuple(sorted(SCORE_SUFFIXES))
 DEFAULT_TEMPLATE = "This is a {}."
@@ -25,7 +25,7 @@ LABEL_SETS_FILE = Path(__file__).with_name("labelsets.json")
 
 
 class Embedder(Protocol):
-    """What key sets need from runtime.encoder.Encoder."""
+    """What key sets need from runtime.model.encoder.Encoder."""
 
     model_hash: str
 

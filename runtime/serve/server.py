@@ -16,11 +16,11 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from runtime.cli import precision_option
-from runtime.http_guards import ApiKey, BodyLimit, Metrics, route_of
-from runtime.index import Index, UnknownItemError
-from runtime.keys import DEFAULT_TEMPLATE, classify, label_set, read_music, upload_abc
-from runtime.search import hits_as_dicts
-from runtime.web import add_web_page
+from runtime.serve.guards import ApiKey, BodyLimit, Metrics, route_of
+from runtime.search.index import Index, UnknownItemError
+from runtime.search.keys import DEFAULT_TEMPLATE, classify, label_set, read_music, upload_abc
+from runtime.search.hits import hits_as_dicts
+from runtime.serve.web import add_web_page
 
 MAX_BODY_BYTES = 2 << 20
 MAX_K = 1000

@@ -11,11 +11,11 @@ from typing import Any
 import hnswlib
 import numpy as np
 
-from runtime.integrity import check_files, listed_files
-from runtime.items import ItemStore
-from runtime.keys import DEFAULT_TEMPLATE, Embedder, classify, read_music
-from runtime.modeldir import CONFIG_FILE
-from runtime.search import Condition, Hit, exact_top_k, parse_filter
+from runtime.storage.integrity import check_files, listed_files
+from runtime.search.items import ItemStore
+from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify, read_music
+from runtime.model.modeldir import CONFIG_FILE
+from runtime.search.hits import Condition, Hit, exact_top_k, parse_filter
 
 MANIFEST_FILE = "manifest.json"
 HNSW_FILE = "index.hnsw"
@@ -122,7 +122,7 @@ class Index:
         Without any model dir found, the index still answers vector and id queries. A model whose hash
         differs from the index's raises ModelMismatchError. Files are checked against the manifest (sizes;
         with `full_check` also the sha256 of the index's and the model's files): IndexDirError names a
-        damaged one. `precision` picks the encoder graphs (runtime.encoder.resolve_precisions).
+        damaged one. `precision` picks the encoder graphs (runtime.model.encoder.resolve_precisions).
         """
         directory = Path(directory)
         manifest = read_manifest(directory)
@@ -143,7 +143,7 @@ class Index:
             except FileNotFoundError:
                 model_dir = None
             if model_dir is not None:
-                from runtime.encoder import Encoder
+                from runtime.model.encoder import Encoder
 
                 encoder = Encoder.open(model_dir, precision=precision, full_check=full_check)
         if encoder is not None and encoder.model_hash != manifest["model_hash"]:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 from xml.etree import ElementTree
 
-from runtime.abc import Tune, read_header, split_tunes
+from runtime.music.abc import Tune, read_header, split_tunes
 
 MUSICXML_SUFFIXES = (".mxl", ".musicxml", ".xml")
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -263,8 +263,8 @@ class ConverterProcess:
         if self._child is not None and self._child.poll() is None:
             return self._child
         self.stop()
-        root = str(Path(__file__).resolve().parents[1])  # so a source checkout works as well as an install
-        boot = f"import sys; sys.path.insert(0, {root!r}); import runtime.formats as f; f.serve_conversions()"
+        root = str(Path(__file__).resolve().parents[2])  # so a source checkout works as well as an install
+        boot = f"import sys; sys.path.insert(0, {root!r}); import runtime.music.formats as f; f.serve_conversions()"
         pipe, quiet = subprocess.PIPE, subprocess.DEVNULL
         child = subprocess.Popen([sys.executable, "-c", boot], stdin=pipe, stdout=pipe, stderr=quiet)
         self._replies = replies = queue.SimpleQueue()

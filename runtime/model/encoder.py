@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from runtime.modeldir import (
+from runtime.model.modeldir import (
     GRAPH_INPUTS,
     GRAPH_OUTPUTS,
     PRECISIONS,
@@ -20,8 +20,8 @@ from runtime.modeldir import (
     read_config,
     verify_model_dir,
 )
-from runtime.patching import PAD_ID, prepare_music
-from runtime.text import TextTokenizer
+from runtime.music.patching import PAD_ID, prepare_music
+from runtime.model.text import TextTokenizer
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 

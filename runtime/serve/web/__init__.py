@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from runtime.keys import label_sets
+from runtime.search.keys import label_sets
 
 STATIC_DIR = Path(__file__).with_name("static")
 

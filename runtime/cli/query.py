@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from runtime.index import Index, resolve_model_dir
-from runtime.keys import (
+from runtime.search.index import Index, resolve_model_dir
+from runtime.search.keys import (
     DEFAULT_TEMPLATE,
     Embedder,
     FeatureCache,
@@ -23,8 +23,8 @@ from runtime.keys import (
     read_music,
     text_keys_file,
 )
-from runtime.keys import classify as classify_music
-from runtime.search import FILTER_HELP, Hit, hits_as_dicts, softmax_probs
+from runtime.search.keys import classify as classify_music
+from runtime.search.hits import FILTER_HELP, Hit, hits_as_dicts, softmax_probs
 
 TABLE_FIELDS = ("title", "rhythm", "meter", "key", "origin")  # shown when the hits carry them
 
@@ -84,7 +84,7 @@ def read_text_arg(text: str) -> str:
 
 
 def open_encoder(model_dir: str | None) -> Embedder:
-    from runtime.encoder import Encoder
+    from runtime.model.encoder import Encoder
 
     return Encoder.open(resolve_model_dir(model_dir))
 

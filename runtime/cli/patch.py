@@ -7,9 +7,9 @@ import sys
 
 import click
 
-from runtime.abc import split_tunes
-from runtime.families import load_family
-from runtime.patching import EOS_ID, abc_filter, decode_patches, prepare_music
+from runtime.music.abc import split_tunes
+from runtime.model.families import load_family
+from runtime.music.patching import EOS_ID, abc_filter, decode_patches, prepare_music
 
 
 def read_text(path: str) -> str:

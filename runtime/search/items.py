@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from runtime.abc import FIELD_NAMES
-from runtime.search import Condition
+from runtime.music.abc import FIELD_NAMES
+from runtime.search.hits import Condition
 
 # Columns a filter can use directly (indexed); other ABC header names are looked up in the `meta` JSON.
 FILTER_COLUMNS = ("source", "tune_index", "title", "composer", "origin", "rhythm", "key", "meter")

@@ -1,0 +1,1 @@
+"""Model dirs, families and the ONNX text and music encoders."""

@@ -1,0 +1,1 @@
+"""Input → patches: ABC tunes and headers, score formats (MusicXML, MIDI), bar patching."""

@@ -1,0 +1,1 @@
+"""Indices, keys and results: HNSW + SQLite items, exact search, zero-shot label sets."""

@@ -1,0 +1,1 @@
+"""Files the commands write and trust: integrity manifests, locks, guarded replacement."""
