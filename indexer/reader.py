@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.music.abc import read_header, split_tunes, tune_id
+from runtime.music.abc import count_tunes, read_header, split_tunes, tune_id
 from runtime.music.formats import KIND_OF_SUFFIX, ScoreError, decode_bytes, read_tunes
+from runtime.music.validate import music_problem
 
 
 @dataclass(frozen=True)
@@ -65,16 +66,31 @@ Item = TuneRecord | Failure
 FileReader = Callable[[Path, str, TableColumns], Iterator[Item]]
 
 
+def tune_item(
+    source: str, index: int, abc: str, meta: dict[str, str], ident: str | None = None, where: str = ""
+) -> Item:
+    """A tune as a record, or as a failure when it is not ABC music (runtime.music.validate's rule)."""
+    ident = ident or tune_id(source, index, abc)
+    problem = music_problem(abc)
+    if problem:
+        return Failure(source, index, "read", where + problem, ident)
+    return TuneRecord(ident, source, index, abc, meta)
+
+
 def read_abc_file(path: Path, source: str, columns: TableColumns) -> Iterator[Item]:
     """Tunes of a multi-tune ABC file (one per X: record; a file with no X: line is one tune)."""
-    text, note = decode_bytes(path.read_bytes())
+    try:
+        text, note = decode_bytes(path.read_bytes())
+    except ScoreError as err:  # claims UTF-16 but is not
+        yield Failure(source, None, "read", str(err))
+        return
     if note:
         yield Failure(source, None, "decode", note)
     tunes = split_tunes(text)
     if not tunes and text.strip():
-        yield TuneRecord(tune_id(source, 0, text), source, 0, text, read_header(text.split("\n")))
+        yield tune_item(source, 0, text, read_header(text.split("\n")))
     for tune in tunes:
-        yield TuneRecord(tune_id(source, tune.index, tune.abc), source, tune.index, tune.abc, dict(tune.meta))
+        yield tune_item(source, tune.index, tune.abc, dict(tune.meta))
 
 
 def read_score_file(path: Path, source: str, columns: TableColumns) -> Iterator[Item]:
@@ -85,7 +101,7 @@ def read_score_file(path: Path, source: str, columns: TableColumns) -> Iterator[
         yield Failure(source, None, "read", str(err))
         return
     for tune in tunes:
-        yield TuneRecord(tune_id(source, tune.index, tune.abc), source, tune.index, tune.abc, dict(tune.meta))
+        yield tune_item(source, tune.index, tune.abc, dict(tune.meta))
 
 
 def row_record(row: dict, source: str, index: int, columns: TableColumns) -> Item:
@@ -111,8 +127,8 @@ def row_record(row: dict, source: str, index: int, columns: TableColumns) -> Ite
     for name, value in row.items():
         if name not in (columns.abc, columns.id) and value is not None:
             meta[name] = value if isinstance(value, str) else json.dumps(value, default=str)
-    ident = str(row[columns.id]) if columns.id is not None else tune_id(source, index, abc)
-    return TuneRecord(ident, source, index, abc, meta)
+    ident = str(row[columns.id]) if columns.id is not None else None
+    return tune_item(source, index, abc, meta, ident, where=f"row {index}: ")
 
 
 def read_jsonl_file(path: Path, source: str, columns: TableColumns) -> Iterator[Item]:
@@ -209,3 +225,29 @@ def read_inputs(files: Iterable[Path], columns: TableColumns = TableColumns()) -
             yield from READERS[path.suffix.lower()](path, source, columns)
         except Exception as err:  # one unreadable file never stops a run: it is recorded and skipped
             yield Failure(source, None, "read", f"cannot read {source}: {type(err).__name__}: {err}")
+
+
+def count_items(files: Iterable[Path], columns: TableColumns = TableColumns()) -> int:
+    """About how many tunes read_inputs will yield, cheaply (for a progress bar's total): X: lines of ABC
+    files, non-blank lines of JSONL, Parquet row counts from the footer, one per score; unreadable files 0.
+    """
+    total = 0
+    for path in files:
+        suffix = path.suffix.lower()
+        if not path.is_file():  # a FIFO would block; read_inputs records these
+            continue
+        try:
+            if suffix == ".abc":
+                total += count_tunes(decode_bytes(path.read_bytes())[0])
+            elif suffix == ".jsonl":
+                with path.open("rb") as lines:
+                    total += sum(1 for line in lines if line.strip())
+            elif suffix == ".parquet":
+                import pyarrow.parquet as pq
+
+                total += pq.ParquetFile(path).metadata.num_rows
+            else:
+                total += 1
+        except (OSError, ValueError, ImportError):  # read_inputs records why; the total stays an estimate
+            continue
+    return total

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from indexer.mapper import Patched, PatchEncoder, embed_patched, parallel_patch, peak_rss_mb
-from indexer.reader import Failure, Item, TableColumns, TuneRecord, expand_inputs, read_inputs
+from indexer.reader import Failure, Item, TableColumns, TuneRecord, count_items, expand_inputs, read_inputs
 from indexer.shards import ShardWriter, failure_keys, rows_table, shard_ids, shard_schema, shards_metadata
 
 STAGES = ("read", "patch", "wait", "infer", "write")
@@ -221,10 +221,14 @@ def embedding_run(
     writer = open_shards_dir(out_dir, encoder, options)
     stats = RunStats()
     intake = Intake(stats, writer, shard_ids(out_dir), failure_keys(out_dir), options.chunk_tunes)
-    progress = tqdm(unit="tune", disable=options.quiet, desc="embedding", dynamic_ncols=True)
+    counted = time.perf_counter()
+    total = None if options.quiet else count_items(files, options.columns)  # for the bar's total and ETA
+    stats.seconds["read"] += time.perf_counter() - counted
+    progress = tqdm(total=total, unit="tune", disable=options.quiet, desc="embedding", dynamic_ncols=True)
     run = Run(files, writer, intake, progress)
     try:
         yield run
+        progress.total = max(stats.settled, progress.n)  # the count was an estimate: end the bar at 100%
         run.show_progress()
         stats.status = "complete"
     except BaseException as err:

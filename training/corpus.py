@@ -16,13 +16,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runtime.music.abc import split_tunes, tune_id
-from runtime.music.patching import abc_filter, patch_strings
+from runtime.music.validate import music_problem
 from training.analysis import body_text
 
 SPLIT_SALT = "clamp-index/default-split/v1:"
 EVAL_PERCENT = 10
 MIN_BARS = 2  # tunes with fewer bar patches (e.g. bodies written without bar lines) carry no music for CLaMP
-_HEADER_PATCH = re.compile(r"^([A-Za-z]:|%%score)")
 _SPACE = re.compile(r"[\s\\]+")
 
 
@@ -59,11 +58,6 @@ def split_of(key: str) -> str:
     return "eval" if bucket < EVAL_PERCENT else "train"
 
 
-def n_bar_patches(abc: str) -> int:
-    """How many bar patches (not header patches) CLaMP makes of this tune."""
-    return sum(1 for s in patch_strings(abc_filter(abc)) if not _HEADER_PATCH.match(s))
-
-
 def abc_files(root: Path, collections: Sequence[str] | None = None) -> list[Path]:
     """ABC files under root, sorted, optionally only those in the named top-level folders (collections)."""
     files = sorted(root.rglob("*.abc"))
@@ -78,7 +72,7 @@ def read_tunes(files: Iterable[Path], root: Path) -> list[CorpusTune]:
     for path in files:
         source = path.relative_to(root).as_posix()
         for tune in split_tunes(path.read_text(encoding="utf-8", errors="replace")):
-            if n_bar_patches(tune.abc) < MIN_BARS:
+            if music_problem(tune.abc, MIN_BARS):  # the rule every input meets, with two bars, not one
                 continue
             key = body_key(tune.abc)
             tunes.append(

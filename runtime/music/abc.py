@@ -81,6 +81,12 @@ def split_tunes(text: str) -> list[Tune]:
     return tunes
 
 
+def count_tunes(text: str) -> int:
+    """How many tunes split_tunes finds (or 1 for music without an X: line), without splitting."""
+    n = len(_TUNE_START.findall(text.replace("\r", "\n")))
+    return n or int(bool(text.strip()))
+
+
 def tune_id(source: str, index: int, abc: str) -> str:
     """The stable id of a tune: derived from where it came from and its content, so reruns never duplicate."""
     digest = hashlib.sha256(f"{source}\x00{index}\x00{abc}".encode("utf-8", "surrogatepass"))

@@ -8,12 +8,16 @@ all converted tunes share one ABC dialect. MIDI knows no pickup bars or repeat s
 and repeats come out played. Both converters are the optional extra `clamp-index[formats]`.
 
 Conversions run in a child process (one per calling process, started on first use): a file that takes longer
-than its timeout gets the child killed and replaced, and becomes a ScoreError instead of a hang.
+than its timeout gets the child killed and replaced, and becomes a ScoreError instead of a hang. Memory is
+bounded twice: MusicXML of more than MAX_ELEMENTS elements is refused before xml2abc reads it (a streaming
+count, on every OS), and the child's address space is capped at $CLAMP_CONVERTER_MEMORY_MB (default 1024;
+enforced on Linux, ignored by macOS, absent on Windows): either way a hostile score is a ScoreTooLarge.
 """
 
 from __future__ import annotations
 
 import atexit
+import codecs
 import contextlib
 import importlib.util
 import io
@@ -43,7 +47,12 @@ INSTALL_HINT = "pip install 'clamp-index[formats]'"
 DEFAULT_TIMEOUT = 60.0
 # The largest MusicXML an .mxl may unpack to (big orchestral scores are tens of MB): refuses zip bombs.
 MAX_UNPACKED_BYTES = 256 << 20
+# The most XML elements a score may have: 7x a Beethoven quartet (134k); xml2abc needs ~100-400 bytes each.
+MAX_ELEMENTS = 1_000_000
+MEMORY_ENV = "CLAMP_CONVERTER_MEMORY_MB"
+DEFAULT_MEMORY_MB = 1024
 STARTUP_TIMEOUT = 60.0
+_UTF16_SAMPLE_BYTES = 4096
 
 # The options of CLaMP's `xml2abc.py -m 2 -c 6 -x`; the rest are xml2abc's own defaults.
 XML2ABC_OPTIONS = dict(
@@ -60,16 +69,48 @@ class ScoreError(ValueError):
     """A score that cannot be read or converted; the message says which file and why."""
 
 
+class ScoreTooLarge(ScoreError):
+    """A score that would take more memory to convert than the converter is allowed (a zip or XML bomb)."""
+
+
 class ConverterMissing(RuntimeError):
     """The optional converters for MusicXML/MIDI are not installed."""
 
 
 def decode_bytes(data: bytes) -> tuple[str, str | None]:
-    """Text of a file's bytes: UTF-8 (BOM dropped), else Latin-1 with a note saying where UTF-8 failed."""
+    """Text of a file's bytes: UTF-16 when it says so (BOM) or looks so (NULs), UTF-8 (BOM dropped), else
+    Latin-1 with a note saying where UTF-8 failed. Text that claims UTF-16 but is not: ScoreError.
+    """
+    utf16 = utf16_encoding(data)
+    if utf16:
+        try:
+            return data.decode(utf16), None
+        except UnicodeDecodeError as err:
+            raise ScoreError(
+                f"looks like {utf16.upper()} text but is not valid UTF-16 (byte {err.start}: {err.reason}): "
+                "save it as UTF-8"
+            ) from None
     try:
         return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as err:
         return data.decode("latin-1"), f"not valid UTF-8 (byte {err.start}: {err.reason}); read as Latin-1"
+
+
+def utf16_encoding(data: bytes) -> str | None:
+    """The codec of UTF-16 text: utf-16 with a byte order mark; utf-16-le/-be for mostly-ASCII UTF-16
+    without one (each character's high byte NUL, as in ABC); else None.
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    sample = data[:_UTF16_SAMPLE_BYTES]
+    pairs = len(sample) // 2
+    if pairs < 2:
+        return None
+    evens, odds = sample[0 : 2 * pairs : 2], sample[1 : 2 * pairs : 2]
+    for encoding, low, high in (("utf-16-le", evens, odds), ("utf-16-be", odds, evens)):
+        if high.count(0) >= 0.9 * pairs and low.count(0) <= 0.1 * pairs:
+            return encoding
+    return None
 
 
 def require_converters(kind: str) -> None:
@@ -102,16 +143,34 @@ def _unpacked(archive: zipfile.ZipFile, name: str) -> bytes:
     """One member of an archive, unless it would unpack to more than MAX_UNPACKED_BYTES."""
     size = archive.getinfo(name).file_size  # zipfile never unpacks more than the size the entry declares
     if size > MAX_UNPACKED_BYTES:
-        raise ScoreError(f"{name} in the .mxl archive unpacks to {size} bytes, over {MAX_UNPACKED_BYTES}")
+        raise ScoreTooLarge(f"{name} in the .mxl archive unpacks to {size} bytes, over {MAX_UNPACKED_BYTES}")
     return archive.read(name)
 
 
-def check_partwise(document: bytes) -> None:
-    """Refuse XML that xml2abc cannot read, reading only as far as the root element."""
-    _, root = next(ElementTree.iterparse(io.BytesIO(document), events=("start",)))
-    if root.tag != "score-partwise":
-        hint = "convert it to partwise MusicXML" if root.tag == "score-timewise" else "not a MusicXML score"
-        raise ScoreError(f"the root element is <{root.tag}>, not <score-partwise>: {hint}")
+class _ElementCounter:
+    """An XMLParser target that keeps no tree: it checks the root element and counts the elements."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def start(self, tag: str, attrib: dict) -> None:
+        if self.count == 0 and tag != "score-partwise":
+            hint = "convert it to partwise MusicXML" if tag == "score-timewise" else "not a MusicXML score"
+            raise ScoreError(f"the root element is <{tag}>, not <score-partwise>: {hint}")
+        self.count += 1
+        if self.count > MAX_ELEMENTS:
+            raise ScoreTooLarge(
+                f"the score has more than {MAX_ELEMENTS:,} XML elements (the largest real scores have a few "
+                "hundred thousand): refused before conversion, which would need gigabytes of memory"
+            )
+
+
+def check_score_xml(document: bytes, chunk: int = 1 << 20) -> None:
+    """Refuse XML that xml2abc cannot read (not partwise) or should not (too many elements), streaming it."""
+    parser = ElementTree.XMLParser(target=_ElementCounter())
+    for start in range(0, len(document), chunk):
+        parser.feed(document[start : start + chunk])
+    parser.close()
 
 
 def as_released_xml2abc(abc: str) -> str:
@@ -132,7 +191,7 @@ def musicxml_to_abc(data: bytes) -> str:
     from abctoolkit import xml2abc
 
     document = musicxml_payload(data)
-    check_partwise(document)
+    check_score_xml(document)
     options = types.SimpleNamespace(**XML2ABC_OPTIONS)
     with _XML2ABC_LOCK:
         xml2abc.abcOut = xml2abc.ABCoutput("score.abc", "", 0, options)
@@ -162,6 +221,11 @@ def convert_here(kind: str, data: bytes) -> str:
         return CONVERTERS[kind](data)
     except (ScoreError, KeyboardInterrupt, SystemExit):
         raise
+    except MemoryError:
+        raise ScoreTooLarge(
+            f"converting it needed more memory than the converter may use (${MEMORY_ENV} MiB, default "
+            f"{DEFAULT_MEMORY_MB})"
+        ) from None
     except BaseException as err:  # lytk reports Rust panics as BaseException
         raise ScoreError(f"{type(err).__name__}: {err}") from err
 
@@ -187,8 +251,19 @@ def read_frame(stream: IO[bytes]) -> Any:
     return pickle.loads(payload) if len(payload) == size else None
 
 
+def limit_memory(megabytes: int) -> None:
+    """Cap this process's address space: Linux enforces it, macOS accepts and ignores it, Windows has none."""
+    try:
+        import resource
+    except ImportError:
+        return
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_AS, (megabytes << 20, megabytes << 20))
+
+
 def serve_conversions() -> None:
-    """The child's loop: answer each (kind, data) request with ("ok", abc) or ("error", reason) till EOF."""
+    """The child's loop: answer each (kind, data) with ("ok", abc) or ("error", a ScoreError) till EOF."""
+    limit_memory(int(os.environ.get(MEMORY_ENV, DEFAULT_MEMORY_MB)))
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the replies
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
@@ -201,7 +276,7 @@ def serve_conversions() -> None:
         try:
             write_frame(replies, ("ok", convert_here(kind, data)))
         except ScoreError as err:
-            write_frame(replies, ("error", str(err)))
+            write_frame(replies, ("error", err))
 
 
 def _exit_when_orphaned(parent: int) -> None:
@@ -241,10 +316,13 @@ class ConverterProcess:
                 ) from None
             if reply is None:
                 code = self.stop()
-                raise ScoreError(f"the converter process died (exit code {code}) while converting this file")
+                raise ScoreError(
+                    f"the converter process died (exit code {code}) while converting this file (over its "
+                    f"memory limit, ${MEMORY_ENV}, or a crash of the converter)"
+                )
             status, value = reply
             if status != "ok":
-                raise ScoreError(value)
+                raise value
             return value
 
     def stop(self) -> int | None:
@@ -329,7 +407,10 @@ def read_tunes(path: Path, data: bytes | None = None, timeout: float | None = DE
         except OSError as err:
             raise ScoreError(f"{path}: cannot read the file ({err.strerror or err})") from err
     if suffix == ".abc":
-        text = decode_bytes(data)[0].replace("\r\n", "\n")
+        try:
+            text = decode_bytes(data)[0].replace("\r\n", "\n")
+        except ScoreError as err:
+            raise ScoreError(f"{path}: {err}") from None
         tunes = split_tunes(text)
         if not tunes and text.strip():  # a tune without an X: line
             tunes = [Tune(index=0, line=1, abc=text, meta=read_header(text.split("\n")))]
@@ -337,6 +418,6 @@ def read_tunes(path: Path, data: bytes | None = None, timeout: float | None = DE
     kind = KIND_OF_SUFFIX[suffix]
     try:
         abc = convert_score(kind, data, timeout)
-    except ScoreError as err:
-        raise ScoreError(f"{path}: cannot convert this {kind} file: {err}") from None
+    except ScoreError as err:  # ScoreTooLarge stays itself: the server answers it with 413
+        raise type(err)(f"{path}: cannot convert this {kind} file: {err}") from None
     return [converted_tune(abc, kind, path.stem)]

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from runtime.music.abc import split_tunes
-from runtime.music.formats import SCORE_SUFFIXES, read_tunes
+from runtime.music.formats import SCORE_SUFFIXES, decode_bytes, read_tunes
+from runtime.music.validate import require_music
 from runtime.search.hits import Hit, exact_top_k
 
 MUSIC_SUFFIXES = tuple(sorted(SCORE_SUFFIXES))
@@ -54,7 +55,10 @@ class KeySet:
 
 
 def read_music(source: str | Path, tune: int = 0) -> str:
-    """ABC of tune `tune` of a score file (ABC, MusicXML, MIDI) or of ABC text (text has a newline)."""
+    """ABC of tune `tune` of a score file (ABC, MusicXML, MIDI) or of ABC text (text has a newline).
+
+    NotMusicError (a ValueError) when that tune is not ABC music (runtime.music.validate).
+    """
     if isinstance(source, Path) or "\n" not in source:
         path = Path(source)
         if not path.is_file():
@@ -64,24 +68,25 @@ def read_music(source: str | Path, tune: int = 0) -> str:
     if not tunes:
         if not source.strip():
             raise ValueError("the ABC text holds no ABC music")
-        return source  # a tune without an X: line: use it as it is
+        return require_music(source, "the ABC text")  # a tune without an X: line: use it as it is
     return pick_tune(tunes, tune, "the ABC text")
 
 
 def upload_abc(filename: str, data: bytes) -> str:
-    """ABC text of an uploaded score: .abc as sent (tunes picked later), MusicXML/MIDI converted."""
+    """ABC text of an uploaded score: .abc decoded (tunes picked later), MusicXML/MIDI converted."""
     path = Path(Path(filename).name or "upload.abc")  # the name only says the format; it is never opened
     if path.suffix.lower() == ".abc":
-        return data.decode("utf-8", errors="replace")
+        return decode_bytes(data)[0]
     return pick_tune(read_tunes(path, data), 0, path.name)
 
 
 def pick_tune(tunes: list, tune: int, origin: str) -> str:
+    """The ABC of tune `tune`, when it is music."""
     if not tunes:
         raise ValueError(f"{origin} holds no ABC music")
     if not 0 <= tune < len(tunes):
         raise ValueError(f"{origin} holds {len(tunes)} tune(s): pick one with tune index 0..{len(tunes) - 1}")
-    return tunes[tune].abc
+    return require_music(tunes[tune].abc, origin if len(tunes) == 1 else f"{origin}, tune {tune}")
 
 
 def label_sets() -> dict[str, dict]:
@@ -140,6 +145,7 @@ def music_keys(encoder: Embedder, root: Path, cache: FeatureCache | None = None)
     for f in files:
         name = f.name if f == root else str(f.relative_to(root))
         for tune in tunes[f]:
+            require_music(tune.abc, f"music key {f}" + (f", tune {tune.index}" if len(tunes[f]) > 1 else ""))
             ids.append(name if len(tunes[f]) == 1 else f"{name}#{tune.index}")
             metadata.append({"path": str(f), "tune_index": tune.index, **tune.meta})
     if not ids:

@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from runtime.cli import precision_option
+from runtime.music.formats import ScoreTooLarge
+from runtime.music.validate import NotMusicError, require_music
 from runtime.serve.guards import ApiKey, BodyLimit, Metrics, route_of
 from runtime.search.index import Index, UnknownItemError
 from runtime.search.keys import DEFAULT_TEMPLATE, classify, label_set, read_music, upload_abc
@@ -122,6 +124,14 @@ def create_app(
     async def bad_request(request: Request, err: ValueError) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=400)
 
+    @app.exception_handler(NotMusicError)
+    async def not_music(request: Request, err: NotMusicError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=422)  # the message quotes 40 characters at most
+
+    @app.exception_handler(ScoreTooLarge)
+    async def score_too_large(request: Request, err: ScoreTooLarge) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=413)
+
     @app.exception_handler(UnknownItemError)
     async def unknown_item(request: Request, err: UnknownItemError) -> JSONResponse:
         return JSONResponse({"detail": err.args[0]}, status_code=404)
@@ -222,6 +232,8 @@ def create_app(
         if not 1 <= len(inputs) <= MAX_INPUTS:
             raise ValueError(f"input must hold 1..{MAX_INPUTS} items, got {len(inputs)}")
         encoder = index.require_encoder()
+        if body.modality == "abc":
+            inputs = [require_music(abc, f"input {i}") for i, abc in enumerate(inputs)]
         embed = encoder.embed_texts if body.modality == "text" else encoder.embed_abc
         vectors = timed(request, "encode", embed, inputs)
         return {
