@@ -222,10 +222,8 @@ def convert_here(kind: str, data: bytes) -> str:
     except (ScoreError, KeyboardInterrupt, SystemExit):
         raise
     except MemoryError:
-        raise ScoreTooLarge(
-            f"converting it needed more memory than the converter may use (${MEMORY_ENV} MiB, default "
-            f"{DEFAULT_MEMORY_MB})"
-        ) from None
+        limit = f"the converter's {_memory_limit_mb} MiB" if _memory_limit_mb else "the available memory"
+        raise ScoreTooLarge(f"converting it needed more than {limit} (${MEMORY_ENV} sets the limit)") from None
     except BaseException as err:  # lytk reports Rust panics as BaseException
         raise ScoreError(f"{type(err).__name__}: {err}") from err
 
@@ -251,25 +249,30 @@ def read_frame(stream: IO[bytes]) -> Any:
     return pickle.loads(payload) if len(payload) == size else None
 
 
+_memory_limit_mb: int | None = None  # set in the converter child
+
+
 def limit_memory(megabytes: int) -> None:
     """Cap this process's address space: Linux enforces it, macOS accepts and ignores it, Windows has none."""
+    global _memory_limit_mb
     try:
         import resource
     except ImportError:
         return
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_AS, (megabytes << 20, megabytes << 20))
+        _memory_limit_mb = megabytes
 
 
 def serve_conversions() -> None:
     """The child's loop: answer each (kind, data) with ("ok", abc) or ("error", a ScoreError) till EOF."""
-    limit_memory(int(os.environ.get(MEMORY_ENV, DEFAULT_MEMORY_MB)))
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the replies
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
     for name in ("abctoolkit.xml2abc", "lytk"):  # imported before "ready": timeouts time conversions only
         with contextlib.suppress(ImportError):
             __import__(name)
+    limit_memory(int(os.environ.get(MEMORY_ENV, DEFAULT_MEMORY_MB)))  # the conversions', not the imports'
     write_frame(replies, ("ready", os.getpid()))
     while (request := read_frame(sys.stdin.buffer)) is not None:
         kind, data = request
@@ -321,6 +324,8 @@ class ConverterProcess:
                     f"memory limit, ${MEMORY_ENV}, or a crash of the converter)"
                 )
             status, value = reply
+            if isinstance(value, ScoreTooLarge):
+                self.stop()  # memory it took may stay mapped: the next conversion gets a fresh child
             if status != "ok":
                 raise value
             return value
