@@ -1,11 +1,14 @@
 """MusicXML and MIDI in: real scores become ABC that patches into bars; failures and hangs are ScoreErrors."""
 
+import io
 import multiprocessing
+import os
 import random
 import re
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import music21
@@ -13,7 +16,7 @@ import pytest
 
 from runtime.music import formats
 from runtime.music.abc import split_tunes
-from runtime.music.formats import ConverterMissing, ScoreError, musicxml_to_abc, read_tunes
+from runtime.music.formats import ConverterMissing, ScoreError, ScoreTooLarge, musicxml_to_abc, read_tunes
 from runtime.music.patching import BAR_DELIMITERS, decode_patches, prepare_music
 
 CORPUS = Path(music21.__file__).parent / "corpus"
@@ -175,3 +178,64 @@ def test_importing_formats_loads_no_converter_or_heavy_package():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def mxl_of(xml: bytes) -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as mxl:
+        mxl.writestr("score.xml", xml)
+    return archive.getvalue()
+
+
+def convert_in_a_fresh_process(name: str, data: bytes, **env: str) -> tuple[str, float]:
+    """How read_tunes(name, data) ends in a new Python process, and its converter child's peak RSS (MB)."""
+    code = (
+        "import resource, sys; from pathlib import Path\n"
+        "from runtime.music.formats import ScoreError, _CONVERTER, read_tunes\n"
+        "try:\n"
+        "    read_tunes(Path(sys.argv[1]), sys.stdin.buffer.read()); outcome = 'ok'\n"
+        "except ScoreError as err:\n"
+        "    outcome = f'{type(err).__name__}: {err}'\n"
+        "_CONVERTER.stop()  # waited for, so that RUSAGE_CHILDREN holds its peak\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+        "print(peak / (2**20 if sys.platform == 'darwin' else 2**10)); print(outcome)\n"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", code, name],
+        input=data,
+        capture_output=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": root, **env},
+        timeout=120,
+    )
+    peak, outcome = done.stdout.decode().split("\n", 1)
+    return outcome.strip(), float(peak)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="measures the child's peak memory with getrusage")
+def test_an_mxl_of_millions_of_elements_is_refused_with_the_converter_s_memory_bounded():
+    bomb = mxl_of(b"<score-partwise><part-list/>" + b"<a/>" * 3_000_000 + b"</score-partwise>")
+    assert len(bomb) < 40_000  # 12 MB of XML elements, which xml2abc would hold in ~330 MB
+    outcome, peak_mb = convert_in_a_fresh_process("bomb.mxl", bomb)
+    assert outcome.startswith("ScoreTooLarge: bomb.mxl: cannot convert this musicxml file: the score")
+    assert "has more than 1,000,000 XML elements" in outcome
+    assert peak_mb < 120, f"the converter child peaked at {peak_mb:.0f} MB"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="only Linux enforces RLIMIT_AS")
+def test_a_score_that_needs_more_than_the_memory_limit_is_refused():
+    part = b"<part-list><score-part id='P1'><part-name>" + b"x" * (100 << 20) + b"</part-name></score-part>"
+    text_bomb = mxl_of(b"<score-partwise>" + part + b"</part-list></score-partwise>")
+    assert len(text_bomb) < 150_000  # 100 MB of text, under the element budget: xml2abc would peak ~330 MB
+    outcome, peak_mb = convert_in_a_fresh_process("text.mxl", text_bomb, CLAMP_CONVERTER_MEMORY_MB="400")
+    assert outcome.startswith("ScoreTooLarge: text.mxl: cannot convert this musicxml file: converting it")
+    assert "more than the converter's 400 MiB ($CLAMP_CONVERTER_MEMORY_MB sets the limit)" in outcome
+    assert peak_mb < 400
+
+
+def test_a_refused_score_leaves_the_converter_working(monkeypatch):
+    with pytest.raises(ScoreTooLarge, match="more than 1,000,000 XML elements"):
+        read_tunes(Path("many.musicxml"), b"<score-partwise>" + b"<a/>" * 1_000_001 + b"</score-partwise>")
+    (tune,) = read_tunes(CHORALE_MXL)
+    assert len(body_bars(tune.abc)) == 5 * 21
