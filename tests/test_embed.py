@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -190,16 +191,15 @@ def test_broken_tunes_are_listed_in_the_errors_table_and_the_run_completes(corpu
     errors = read_errors(tmp_path / "out").to_pylist()
     by_place = {(Path(e["source"]).name, e["tune_index"]): e for e in errors}
     n_good = len(expected_records([real]))
-    title_only = by_place[("broken.abc", n_good)]
-    assert title_only["stage"] == "patch" and "no music" in title_only["reason"]
-    assert ("broken.abc", n_good + 1) not in by_place  # a K: header alone is still something to embed
+    for title_only_or_k_alone in (by_place[("broken.abc", n_good)], by_place[("broken.abc", n_good + 1)]):
+        assert title_only_or_k_alone["stage"] == "read" and "no music" in title_only_or_k_alone["reason"]
     assert by_place[("latin1.abc", None)]["stage"] == "decode"
     assert by_place[("rows.jsonl", 0)]["stage"] == "read" and by_place[("rows.jsonl", 1)]["stage"] == "read"
-    assert (stats.failed, stats.embedded) == (3, n_good + 1 + 1 + 1)
+    assert (stats.failed, stats.embedded) == (4, n_good + 1 + 1)
     titles = read_rows(tmp_path / "out")[0].column("title").to_pylist()
-    assert "Chanson à boire" in titles and "Empty body" in titles
+    assert "Chanson à boire" in titles and "Empty body" not in titles
     rerun = embed_corpus([str(tmp_path / "in")], encoder, tmp_path / "out", EmbedOptions(**SMALL))
-    assert rerun.embedded == 0 and rerun.failed == 2  # the bad JSONL rows (no id) are met again...
+    assert rerun.embedded == 0 and rerun.failed == 4  # what the reader refuses is met again...
     assert len(read_errors(tmp_path / "out")) == len(errors)  # ...but nothing is recorded twice
 
 
@@ -222,3 +222,13 @@ def test_table_inputs_with_abc_and_id_columns(corpus, model_dir, encoder, tmp_pa
     assert np.allclose(vectors, encoder.embed_abc([t.abc for t in tunes]), atol=1e-5)
     meta = json.loads(out.column("meta")[5].as_py())
     assert (meta["genre"], meta["bars"], meta["title"]) == ("folk", "5", tunes[5].meta["title"])
+
+
+def test_the_progress_bar_counts_the_tunes_up_front_and_shows_an_eta(corpus, model_dir, tmp_path):
+    n_tunes = len(expected_records(corpus[:2]))
+    args = ["embed", *map(str, corpus[:2]), "--model", str(model_dir), "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(main, [*args, "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert re.search(
+        rf"embedding: 100%\|.*\| {n_tunes}/{n_tunes} \[\d+:\d+<\d+:\d+, +[\d.]+ ?tune/s\]", result.output
+    )

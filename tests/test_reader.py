@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from indexer.reader import Failure, TableColumns, TuneRecord, expand_inputs, read_inputs
+from indexer.reader import Failure, TableColumns, TuneRecord, count_items, expand_inputs, read_inputs
 from runtime.music.abc import split_tunes, tune_id
 
 JIG = "X:1\nT:The Kesh\nR:jig\nM:6/8\nK:G\n|:GAG GAB|ABA ABd:|\n"
@@ -110,3 +110,34 @@ def test_musicxml_and_midi_scores_are_converted_and_a_broken_one_is_an_error_row
     assert len(records) == 1 and records[0].meta["converted_from"] == "musicxml"
     assert "K:" in records[0].abc and records[0].abc.count("|") > 8
     assert len(failures) == 1 and failures[0].source.endswith("broken.mid") and failures[0].reason
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])  # BOM; LE and BE without one
+def test_utf16_abc_files_are_decoded_not_embedded_as_byte_salad(tmp_path, encoding):
+    path = write(tmp_path / "wide.abc", (JIG + "\n" + REEL.replace("Drowsy", "Dr\u00f6wsy")).encode(encoding))
+    records = list(read_inputs([path]))
+    assert [r.meta["title"] for r in records] == ["The Kesh", "Dr\u00f6wsy Maggie"]
+    assert records[0].abc == JIG
+
+
+def test_a_file_that_claims_utf16_but_is_not_is_one_error_row(tmp_path):
+    path = write(tmp_path / "odd.abc", "X:1\nK:G\n|GAB|\n".encode("utf-16-le") + b"\x00\xd8|\x00")
+    [failure] = read_inputs([path])
+    assert failure.tune_index is None and failure.stage == "read"
+    assert (
+        "looks like UTF-16-LE text but is not valid UTF-16" in failure.reason
+        and "save it as UTF-8" in failure.reason
+    )
+
+
+def test_tunes_are_counted_up_front_as_the_reader_will_yield_them(tmp_path):
+    write(tmp_path / "two.abc", JIG + "\r\n" + REEL)
+    write(tmp_path / "bare.abc", "K:D\n|DEF|\n")
+    write(tmp_path / "blank.abc", "\n  \n")
+    write(tmp_path / "rows.jsonl", "\n".join(json.dumps(row) for row in table_rows()) + "\n\n")
+    pq.write_table(pa.Table.from_pylist(table_rows()), tmp_path / "rows.parquet")
+    write(tmp_path / "score.mxl", b"PK not a zip")
+    write(tmp_path / "wide.abc", JIG.encode("utf-16"))
+    files = expand_inputs([str(tmp_path)])
+    tunes = [i for i in read_inputs(files) if isinstance(i, TuneRecord) or i.tune_index is not None]
+    assert count_items(files) == len(tunes) + 1  # + the broken score, one error row

@@ -161,7 +161,7 @@ class _ElementCounter:
         if self.count > MAX_ELEMENTS:
             raise ScoreTooLarge(
                 f"the score has more than {MAX_ELEMENTS:,} XML elements (the largest real scores have a few "
-                "hundred thousand): refused before conversion, which would need gigabytes of memory"
+                "hundred thousand): refused before xml2abc, which holds every element in memory"
             )
 
 
