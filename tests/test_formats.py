@@ -191,12 +191,13 @@ def convert_in_a_fresh_process(name: str, data: bytes, **env: str) -> tuple[str,
     """How read_tunes(name, data) ends in a new Python process, and its converter child's peak RSS (MB)."""
     code = (
         "import resource, sys; from pathlib import Path\n"
-        "from runtime.music.formats import ScoreError, _CONVERTER, read_tunes\n"
+        "from runtime.music.converter import CONVERTER\n"
+        "from runtime.music.formats import ScoreError, read_tunes\n"
         "try:\n"
         "    read_tunes(Path(sys.argv[1]), sys.stdin.buffer.read()); outcome = 'ok'\n"
         "except ScoreError as err:\n"
         "    outcome = f'{type(err).__name__}: {err}'\n"
-        "_CONVERTER.stop()  # waited for, so that RUSAGE_CHILDREN holds its peak\n"
+        "CONVERTER.stop()  # waited for, so that RUSAGE_CHILDREN holds its peak\n"
         "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
         "print(peak / (2**20 if sys.platform == 'darwin' else 2**10)); print(outcome)\n"
     )
@@ -230,7 +231,7 @@ def test_a_score_that_needs_more_than_the_memory_limit_is_refused():
     assert len(text_bomb) < 150_000  # 100 MB of text, under the element budget: xml2abc would peak ~330 MB
     outcome, peak_mb = convert_in_a_fresh_process("text.mxl", text_bomb, CLAMP_CONVERTER_MEMORY_MB="400")
     assert outcome.startswith("ScoreTooLarge: text.mxl: cannot convert this musicxml file: converting it")
-    assert "more than the converter's 400 MiB ($CLAMP_CONVERTER_MEMORY_MB sets the limit)" in outcome
+    assert "more than the converter's 400 MiB ($CLAMP_CONVERTER_MEMORY_MB sets it)" in outcome
     assert peak_mb < 400
 
 
