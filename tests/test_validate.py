@@ -8,12 +8,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from query_corpus import Corpus, build_corpus, clamp
 from serving import serving
 
 from indexer.reader import Failure, TuneRecord, read_inputs
 from indexer.shards import iter_shard_batches, read_errors
-from runtime.music.validate import EXCERPT_CHARS, music_problem
+from runtime.music.validate import EXCERPT_CHARS, has_sure_bar, music_problem, n_bar_patches
 from runtime.search.index import Index
 from runtime.serve.server import create_app
 
@@ -44,6 +46,21 @@ def test_reasons_quote_a_short_excerpt_never_the_input():
 
 def test_bars_beyond_a_long_first_stretch_are_found():
     assert music_problem("X:1\nK:G\n" + "a" * 200_000 + "|\n") is None
+    assert music_problem("X:1\nK:G\n" + "a" * 200_000 + "\n\u00e9|\n") is None  # not the quick path
+
+
+# Lines of ABC-ish pieces: headers, comments, bar lines of every kind, non-ASCII, CR and Unicode breaks.
+PIECES = ["X:1", "T:t", "K:G", "w:", "%", "%%score", "|", "||", "|:", ":|", "[|", "|]", "::", "[", "]", ":"]
+PIECES += ["a", " ", "\r", "\n", "\u00e9", "\u2028", "\u00a6", "\ufeff", "G:", "r:", "\x00"]
+abc_lines = st.lists(st.sampled_from(PIECES), max_size=30).map("".join)
+
+
+@settings(max_examples=1000, derandomize=True, database=None, deadline=None)
+@given(abc_lines)
+def test_the_quick_bar_check_never_says_yes_wrongly_and_the_rule_is_bars_and_no_binary(text):
+    assert not has_sure_bar(text) or n_bar_patches(text) >= 1
+    is_music = "\x00" not in text and n_bar_patches(text) >= 1
+    assert (music_problem(text) is None) == is_music
 
 
 def test_the_reader_records_each_tune_that_is_not_music_and_keeps_the_rest(tmp_path):

@@ -15,9 +15,11 @@ from runtime.music.patching import abc_filter, patch_strings
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _HEADER_PATCH = re.compile(r"^([A-Za-z]:|%%score)")
-# Bars are found in a prefix first: a bar found there is a bar of the whole tune, and patching a 10 MB
-# tune in full only to learn that it has bars costs seconds.
-_PREFIX_CHARS = 1 << 16
+# Printable ASCII but the characters of bar lines (| : [ ]) and comments (%).
+_NOT_BAR_LINE = re.compile(r"[ -$&-9;-Z\\^-{}~]")
+# Otherwise bars are counted in growing prefixes: a bar of a prefix is a bar of the whole tune, and patching a
+# 10 MB tune in full only to learn that it has bars costs seconds.
+_PREFIX_CHARS = (1 << 16,)
 EXCERPT_CHARS = 40  # the longest quotation of the input a message holds (its repr, escapes included)
 
 
@@ -28,6 +30,17 @@ class NotMusicError(ValueError):
 def n_bar_patches(abc: str) -> int:
     """How many bar patches (not header patches) CLaMP makes of this tune."""
     return sum(1 for s in patch_strings(abc_filter(abc.replace("\r", ""))) if not _HEADER_PATCH.match(s))
+
+
+def has_sure_bar(abc: str) -> bool:
+    """A quick yes (never a wrong one) to "does patching find a bar?": an ASCII body line without % on which
+    a character that is no part of a bar line comes before a `|`. Usually the first line after K: says yes.
+    """
+    for line in abc.replace("\r", "").split("\n"):
+        if "|" in line and line[1:2] != ":" and "%" not in line and line.isascii():
+            if _NOT_BAR_LINE.search(line, 0, line.rindex("|")):
+                return True
+    return False
 
 
 def excerpt(text: str, at: int = 0) -> str:
@@ -47,13 +60,15 @@ def music_problem(abc: str, min_bars: int = 1) -> str | None:
             f"not ABC music: binary data (control character {ord(control.group()):#04x} at character {at}) "
             f"near {excerpt(abc, max(0, at - 10))}"
         )
-    bars = n_bar_patches(abc[:_PREFIX_CHARS])
-    if bars < min_bars and len(abc) > _PREFIX_CHARS:
-        bars = n_bar_patches(abc)
-    if bars < min_bars:
-        need = "no bar line (|) closes a bar" if min_bars == 1 else f"fewer than {min_bars} bars"
-        return f"no music: {need} in {excerpt(abc)}; CLaMP encodes music bar by bar"
-    return None
+    if min_bars == 1 and has_sure_bar(abc):
+        return None
+    for size in (*_PREFIX_CHARS, len(abc)):
+        if n_bar_patches(abc[:size]) >= min_bars:
+            return None
+        if size >= len(abc):
+            break
+    need = "no bar line (|) closes a bar" if min_bars == 1 else f"fewer than {min_bars} bars"
+    return f"no music: {need} in {excerpt(abc)}; CLaMP encodes music bar by bar"
 
 
 def require_music(abc: str, where: str) -> str:
