@@ -138,7 +138,7 @@ def test_ids_and_file_names_never_become_paths(client, built, tmp_path):
         ("/classify", {"abc": str(canary), "labels": ["a"]}),
     ):
         response = client.post(route, json=body)
-        assert response.status_code in (200, 400)
+        assert response.status_code in (200, 400, 422)  # 422: a path is not ABC music
         assert not any(hit["score"] > 0.999 for hit in response.json().get("results", [])), route
 
 
