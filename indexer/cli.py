@@ -110,8 +110,10 @@ def embed(
     .midi) scores converted to ABC (60 s a file at most), and tables (.jsonl, .parquet) with an ABC
     column; other columns of a table are kept as metadata.
     Rerunning the same command continues where a crashed or interrupted run stopped, and adding files
-    then rerunning embeds only the new tunes. Tunes that fail are listed in OUT/errors/; each run
-    writes its counts and stage timings to OUT/stats/.
+    then rerunning embeds only the new tunes. Tunes that fail are listed in OUT/errors/ with the reason,
+    among them what is not ABC music (binary data, no bar line) and scores over the converter's limits
+    (1,000,000 XML elements; $CLAMP_CONVERTER_MEMORY_MB, default 1024). Each run writes its counts and
+    stage timings to OUT/stats/; the progress bar counts the tunes first, for its total and ETA.
 
     --engine ray runs the same steps on Ray (docs/distributed.md) and writes the same shards.
 
