@@ -15,11 +15,11 @@ from runtime.music.patching import abc_filter, patch_strings
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _HEADER_PATCH = re.compile(r"^([A-Za-z]:|%%score)")
-# Printable ASCII but the characters of bar lines (| : [ ]) and comments (%).
+# Printable ASCII but the characters of bar lines (| : [ ]) and comments (%): has_sure_bar's test.
 _NOT_BAR_LINE = re.compile(r"[ -$&-9;-Z\\^-{}~]")
-# Otherwise bars are counted in growing prefixes: a bar of a prefix is a bar of the whole tune, and patching a
-# 10 MB tune in full only to learn that it has bars costs seconds.
-_PREFIX_CHARS = (1 << 16,)
+# Where has_sure_bar says no, bars are counted in a prefix first: a bar of a prefix is a bar of the whole
+# tune, and patching a 10 MB tune in full only to learn that it has bars costs seconds.
+_PREFIX_CHARS = 1 << 16
 EXCERPT_CHARS = 40  # the longest quotation of the input a message holds (its repr, escapes included)
 
 
@@ -62,11 +62,10 @@ def music_problem(abc: str, min_bars: int = 1) -> str | None:
         )
     if min_bars == 1 and has_sure_bar(abc):
         return None
-    for size in (*_PREFIX_CHARS, len(abc)):
-        if n_bar_patches(abc[:size]) >= min_bars:
-            return None
-        if size >= len(abc):
-            break
+    if n_bar_patches(abc[:_PREFIX_CHARS]) >= min_bars:
+        return None
+    if len(abc) > _PREFIX_CHARS and n_bar_patches(abc) >= min_bars:
+        return None
     need = "no bar line (|) closes a bar" if min_bars == 1 else f"fewer than {min_bars} bars"
     return f"no music: {need} in {excerpt(abc)}; CLaMP encodes music bar by bar"
 
