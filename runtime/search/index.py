@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,10 @@ import hnswlib
 import numpy as np
 
 from runtime.storage.integrity import check_files, listed_files
+from runtime.search.errors import REBUILD, IndexDirError
 from runtime.search.items import ItemStore
-from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify, read_music
+from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify_vector, read_music
+from runtime.search.limits import K, query_text
 from runtime.model.modeldir import CONFIG_FILE
 from runtime.search.hits import Condition, Hit, exact_top_k, parse_filter
 
@@ -22,7 +25,6 @@ HNSW_FILE = "index.hnsw"
 ITEMS_FILE = "items.sqlite"
 VECTORS_FILE = "vectors.npy"
 INDEX_FILES = (HNSW_FILE, ITEMS_FILE, VECTORS_FILE)
-REBUILD = "rebuild the index with `clamp index build`"
 DEFAULT_MODEL_DIR = Path("build/model")
 DEFAULT_EF = 128
 # A filtered graph query first looks at the k * OVERFETCH nearest items, unfiltered, and keeps those
@@ -35,10 +37,6 @@ EXACT_SUBSET_MAX = 20_000
 
 class ModelMismatchError(ValueError):
     """The model given for queries is not the model the index was built with."""
-
-
-class IndexDirError(ValueError):
-    """An index dir that is incomplete, damaged or altered since it was built."""
 
 
 class UnknownItemError(KeyError):
@@ -171,6 +169,17 @@ class Index:
 
         `exact` scores every (allowed) item instead of walking the HNSW graph.
         """
+        return self._search(queries, K.check(k), filter=filter, exact=exact, with_abc=with_abc)
+
+    def _search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        filter: str | Sequence[Condition] | None = None,
+        exact: bool = False,
+        with_abc: bool = False,
+    ) -> list[list[Hit]]:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         conditions = parse_filter(filter) if isinstance(filter, str) else filter
         if not conditions:
@@ -189,26 +198,75 @@ class Index:
 
     def search_text(self, text: str, k: int = 10, **options: Any) -> list[Hit]:
         """Semantic search: the items whose music best matches a text description."""
-        return self.search_vectors(self.require_encoder().embed_texts([text]), k, **options)[0]
+        return self.search_vectors(self.require_encoder().embed_texts([query_text(text)]), k, **options)[0]
 
-    def search_music(self, music: str | Path, k: int = 10, *, tune: int = 0, **options: Any) -> list[Hit]:
-        """Similar-music search for a tune given as a file path or ABC text (tune `tune` of several)."""
-        return self.search_vectors(self.require_encoder().embed_abc([read_music(music, tune)]), k, **options)[
-            0
-        ]
+    def search_music(
+        self, music: str | Path, k: int = 10, *, tune: int = 0, exclude_self: bool = True, **options: Any
+    ) -> list[Hit]:
+        """Similar-music search for a tune given as a file path or ABC text (tune `tune` of several).
 
-    def similar_to(self, item_id: str, k: int = 10, **options: Any) -> list[Hit]:
-        """Similar-music search for an indexed item, by id (no encoding needed)."""
-        label = self.items.label_of(item_id)
-        if label is None:
-            raise UnknownItemError(f"no item with id {item_id!r} in index {self.directory}")
-        return self.search_vectors(np.asarray(self.vectors[label]), k, **options)[0]
+        `exclude_self` leaves out indexed items whose ABC is the query's (the tune itself, at cosine 1).
+        """
+        abc = read_music(music, tune)
+        vector = self.require_encoder().embed_abc([abc])
+        return self.nearest_except(vector, k, abc=abc if exclude_self else None, **options)
+
+    def similar_to(
+        self, item_id: str, k: int = 10, *, exclude_self: bool = True, **options: Any
+    ) -> list[Hit]:
+        """Similar-music search for an indexed item, by id (no encoding needed), by default without it."""
+        vector = self.item_vector(item_id)
+        return self.nearest_except(vector, k, item_id=item_id if exclude_self else None, **options)
+
+    def nearest_except(
+        self,
+        vector: np.ndarray,
+        k: int = 10,
+        *,
+        item_id: str | None = None,
+        abc: str | None = None,
+        **options: Any,
+    ) -> list[Hit]:
+        """The best k hits for one vector leaving out the item `item_id` and the items whose ABC is `abc`.
+
+        "More like this" should not answer with the query itself: more hits are asked for until k remain.
+        """
+        k = K.check(k)
+        itself = None if abc is None else abc.strip()
+
+        def excluded(hit: Hit) -> bool:
+            return hit.id == item_id or (itself is not None and (hit.abc or "").strip() == itself)
+
+        wanted = k + (item_id is not None or abc is not None)
+        with_abc = options.pop("with_abc", False)
+        while True:
+            asked = min(wanted, len(self))
+            hits = self._search(vector, asked, with_abc=with_abc or abc is not None, **options)[0]
+            kept = [hit for hit in hits if not excluded(hit)]
+            if len(kept) >= k or len(hits) < wanted:
+                break
+            wanted *= 2
+        return [hit if with_abc else replace(hit, abc=None) for hit in kept[:k]]
 
     def classify(
         self, music: str | Path, labels: Sequence[str], template: str = DEFAULT_TEMPLATE, *, tune: int = 0
     ) -> list[Hit]:
         """Zero-shot classification of a tune against label texts, with the index's model."""
-        return classify(self.require_encoder(), read_music(music, tune), labels, template)
+        vector = self.require_encoder().embed_abc([read_music(music, tune)])
+        return classify_vector(self.require_encoder(), vector, labels, template)
+
+    def classify_item(
+        self, item_id: str, labels: Sequence[str], template: str = DEFAULT_TEMPLATE
+    ) -> list[Hit]:
+        """Zero-shot classification of an indexed item, by id, from its stored vector (no music encoding)."""
+        return classify_vector(self.require_encoder(), self.item_vector(item_id), labels, template)
+
+    def item_vector(self, item_id: str) -> np.ndarray:
+        """An indexed item's L2-normalised vector [1, dim], by id; UnknownItemError when there is none."""
+        label = self.items.label_of(item_id)
+        if label is None:
+            raise UnknownItemError(f"no item with id {item_id!r} in index {self.directory}")
+        return np.asarray(self.vectors[label : label + 1], dtype=np.float32)
 
     def item(self, item_id: str) -> dict[str, Any] | None:
         """An item's id, metadata and ABC, or None when the id is not in the index."""

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from runtime.music.abc import FIELD_NAMES
+from runtime.search.errors import REBUILD, DamagedIndexError, QueryTooComplexError
 from runtime.search.hits import Condition
 
 # Columns a filter can use directly (indexed); other ABC header names are looked up in the `meta` JSON.
@@ -25,6 +28,8 @@ CREATE TABLE items (
     title TEXT, composer TEXT, origin TEXT, rhythm TEXT, "key" TEXT, meter TEXT, meta TEXT, abc TEXT
 )"""
 _CREATE_INDEXES = "".join(f'CREATE INDEX items_{c} ON items("{c}" COLLATE NOCASE);' for c in FILTER_COLUMNS)
+# SQLite's words for a statement beyond its limits (expression depth, terms, variables), not for damage.
+_TOO_COMPLEX = re.compile(r"too (large|many|big|complex)|stack overflow", re.IGNORECASE)
 
 
 class ItemWriter:
@@ -77,6 +82,23 @@ class ItemStore:
             raise FileNotFoundError(f"{path} is missing: rebuild the index with `clamp index build`")
         self.path = path
         self._local = threading.local()
+        with self._reading():  # the header and schema: most damage shows here, at open, not mid-query
+            self._conn().execute("SELECT label, id, meta, abc FROM items LIMIT 1").fetchall()
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Every read of the database: SQLite's errors become errors that say what to do."""
+        try:
+            yield
+        except sqlite3.Error as err:
+            reason = f"sqlite: {err}"
+            if getattr(err, "sqlite_errorname", "") == "SQLITE_TOOBIG" or _TOO_COMPLEX.search(str(err)):
+                raise QueryTooComplexError(
+                    f"the query is too complex for the index's database ({reason}): use fewer filter terms"
+                ) from err
+            raise DamagedIndexError(
+                f"{self.path.name} in {self.path.parent} is damaged ({reason}); {REBUILD}"
+            ) from err
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -92,11 +114,13 @@ class ItemStore:
         where, params = condition_sql(conditions)
         if among is not None:
             where += f" AND label IN ({_int_list(among)})"
-        rows = self._conn().execute(f"SELECT label FROM items WHERE {where} ORDER BY label", params)
-        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+        with self._reading():
+            rows = self._conn().execute(f"SELECT label FROM items WHERE {where} ORDER BY label", params)
+            return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def label_of(self, item_id: str) -> int | None:
-        row = self._conn().execute("SELECT label FROM items WHERE id = ?", (item_id,)).fetchone()
+        with self._reading():
+            row = self._conn().execute("SELECT label FROM items WHERE id = ?", (item_id,)).fetchone()
         return None if row is None else row[0]
 
     def items(self, labels: Sequence[int], with_abc: bool = False) -> dict[int, tuple[str, dict, str | None]]:
@@ -105,11 +129,22 @@ class ItemStore:
         columns += ", abc" if with_abc else ", NULL"
         found = {}
         sql = f"SELECT {columns} FROM items WHERE label IN ({_int_list(labels)})"
-        for label, item_id, *values, meta, abc in self._conn().execute(sql):
+        with self._reading():
+            rows = self._conn().execute(sql).fetchall()
+        for label, item_id, *values, meta, abc in rows:
             metadata = dict(zip(FILTER_COLUMNS, values, strict=True))
-            metadata["meta"] = json.loads(meta) if meta else {}
+            metadata["meta"] = _meta(meta, self.path)
             found[label] = (item_id, metadata, abc)
         return found
+
+
+def _meta(text: str | None, path: Path) -> dict:
+    """An item's `meta` JSON column; text that is not JSON means the database was altered."""
+    try:
+        return json.loads(text) if text else {}
+    except ValueError as err:
+        reason = f"an item's meta column is not JSON: {err}"
+        raise DamagedIndexError(f"{path.name} in {path.parent} is damaged ({reason}); {REBUILD}") from err
 
 
 def _int_list(labels: Iterable[int]) -> str:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import click
 import numpy as np
@@ -15,17 +14,20 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from runtime.cli import precision_option
+from runtime.cli import InRange, precision_option
+from runtime.serve.errors import QueryText, install_error_handlers, limited, validation_details
 from runtime.serve.guards import ApiKey, BodyLimit, Metrics, route_of
 from runtime.search.index import Index, UnknownItemError
 from runtime.search.keys import DEFAULT_TEMPLATE, classify, label_set, read_music, upload_abc
+from runtime.search.limits import ABC_CHARS, CONCURRENCY, K, K_MAX, PORT, TEXT_CHARS, TIMEOUT_S, TUNE
 from runtime.search.hits import hits_as_dicts
 from runtime.serve.web import add_web_page
 
 MAX_BODY_BYTES = 2 << 20
-MAX_K = 1000
-MAX_TEXT_CHARS = 4096
-MAX_ABC_CHARS = 1 << 20
+MAX_K = K_MAX
+MAX_TEXT_CHARS = TEXT_CHARS
+MAX_ABC_CHARS = ABC_CHARS
+MAX_NAME_CHARS = 256  # ids, label-set names, labels, templates
 MAX_INPUTS = 256
 REQUEST_TIMEOUT_S = 30.0
 MAX_FORM_FIELDS = 16
@@ -34,7 +36,7 @@ PUBLIC_PATHS = ("/health", "/")
 
 
 class QueryOptions(BaseModel):
-    k: int = Field(10, ge=1, le=MAX_K, description="Number of results.")
+    k: limited(K) = Field(10, description="Number of results.")
     filter: str | None = Field(
         None, description='Metadata filter, e.g. meter = 6/8 and origin contains "Ireland".'
     )
@@ -46,22 +48,30 @@ class QueryOptions(BaseModel):
 
 
 class SearchRequest(QueryOptions):
-    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="What the music is like.")
+    text: QueryText = Field(max_length=MAX_TEXT_CHARS, description="What the music is like.")
 
 
 class SimilarRequest(QueryOptions):
     abc: str | None = Field(None, max_length=MAX_ABC_CHARS, description="ABC text of the query tune(s).")
-    tune: int = Field(0, ge=0, description="Which tune of a multi-tune ABC text.")
-    id: str | None = Field(None, description="Or: the id of an indexed tune.")
+    tune: limited(TUNE) = Field(0, description="Which tune of a multi-tune ABC text.")
+    id: str | None = Field(None, max_length=MAX_NAME_CHARS, description="Or: the id of an indexed tune.")
+    exclude_self: bool = Field(True, description="Leave out the query tune itself (its id, or its ABC).")
 
 
 class ClassifyRequest(BaseModel):
-    abc: str = Field(min_length=1, max_length=MAX_ABC_CHARS)
-    tune: int = Field(0, ge=0)
-    labels: list[str] | None = Field(None, max_length=MAX_INPUTS, description="Candidate labels.")
-    label_set: str | None = Field(None, description="Or: a built-in label set, e.g. tune-type.")
+    abc: str | None = Field(None, min_length=1, max_length=MAX_ABC_CHARS, description="ABC of the tune.")
+    id: str | None = Field(None, max_length=MAX_NAME_CHARS, description="Or: the id of an indexed tune.")
+    tune: limited(TUNE) = Field(0, description="Which tune of a multi-tune ABC text.")
+    labels: list[Annotated[str, Field(max_length=MAX_NAME_CHARS)]] | None = Field(
+        None, max_length=MAX_INPUTS, description="Candidate labels."
+    )
+    label_set: str | None = Field(
+        None, max_length=MAX_NAME_CHARS, description="Or: a built-in label set, e.g. tune-type."
+    )
     template: str | None = Field(
-        None, description=f'Prompt with {{}} for the label [default: "{DEFAULT_TEMPLATE}"].'
+        None,
+        max_length=MAX_NAME_CHARS,
+        description=f'Prompt with {{}} for the label [default: "{DEFAULT_TEMPLATE}"].',
     )
 
 
@@ -118,17 +128,7 @@ def create_app(
         )
         return response
 
-    @app.exception_handler(ValueError)
-    async def bad_request(request: Request, err: ValueError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=400)
-
-    @app.exception_handler(UnknownItemError)
-    async def unknown_item(request: Request, err: UnknownItemError) -> JSONResponse:
-        return JSONResponse({"detail": err.args[0]}, status_code=404)
-
-    @app.exception_handler(FileNotFoundError)
-    async def no_model(request: Request, err: FileNotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=503)
+    install_error_handlers(app)
 
     def timed(request: Request, stage: str, fn, *args, **kwargs):
         """fn(*args, **kwargs), its duration noted for the Server-Timing header."""
@@ -178,7 +178,7 @@ def create_app(
 
     def similar_hits(request: Request, body: SimilarRequest) -> dict:
         if body.id is not None:
-            hits = index.similar_to(body.id, body.k, **body.search_options())
+            hits = index.similar_to(body.id, body.k, exclude_self=body.exclude_self, **body.search_options())
             return {"query": body.id, "results": hits_as_dicts(hits)}
         if not body.abc:
             raise HTTPException(
@@ -186,7 +186,10 @@ def create_app(
             )
         abc = read_music(body.abc + "\n", body.tune)  # the newline marks it as ABC text, not a path
         vector = timed(request, "encode", index.require_encoder().embed_abc, [abc])
-        return search_response(request, body.abc, vector, body)
+        itself = abc if body.exclude_self else None
+        options = body.search_options()
+        hits = timed(request, "search", index.nearest_except, vector, body.k, abc=itself, **options)
+        return {"query": body.abc, "results": hits_as_dicts(hits)}
 
     async def similar_request(request: Request) -> SimilarRequest:
         try:
@@ -203,17 +206,21 @@ def create_app(
                 return SimilarRequest(**fields, abc=abc)
             return SimilarRequest.model_validate_json(await request.body())
         except ValidationError as err:
-            raise HTTPException(422, json.loads(err.json(include_url=False))) from err
+            raise HTTPException(422, validation_details(err)) from err
 
-    @app.post("/classify", summary="Zero-shot classification of an ABC tune among text labels")
+    @app.post("/classify", summary="Zero-shot classification of a tune (ABC or indexed id) among text labels")
     def classify_tune(body: ClassifyRequest, request: Request) -> dict:
         if (body.labels is None) == (body.label_set is None):
             raise ValueError("give either `labels` or `label_set` (one of them)")
+        if (body.abc is None) == (body.id is None):
+            raise ValueError("give the tune as `abc` or as an indexed `id` (one of them)")
         template, labels = label_set(body.label_set) if body.label_set else (DEFAULT_TEMPLATE, body.labels)
-        abc = read_music(body.abc + "\n", body.tune)
-        hits = timed(
-            request, "classify", classify, index.require_encoder(), abc, labels, body.template or template
-        )
+        template = body.template or template
+        if body.id is not None:
+            hits = timed(request, "classify", index.classify_item, body.id, labels, template)
+        else:
+            abc = read_music(body.abc + "\n", body.tune)
+            hits = timed(request, "classify", classify, index.require_encoder(), abc, labels, template)
         return {"results": hits_as_dicts(hits)}
 
     @app.post("/v1/embeddings", summary="Embeddings, OpenAI-shaped; modality text or abc")
@@ -287,8 +294,14 @@ def is_public(path: str) -> bool:
     "text's vector then varies ~1e-4 in cosine with its batch-mates (zero-shot prompts)."
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8000, show_default=True)
-@click.option("--max-concurrency", default=4, show_default=True, help="Queries at once; more get HTTP 429.")
+@click.option("--port", type=InRange(PORT), default=8000, show_default=True)
+@click.option(
+    "--max-concurrency",
+    type=InRange(CONCURRENCY),
+    default=4,
+    show_default=True,
+    help="Queries at once; more get HTTP 429.",
+)
 @click.option(
     "--api-key",
     envvar="CLAMP_API_KEY",
@@ -304,6 +317,7 @@ def is_public(path: str) -> bool:
 )
 @click.option(
     "--request-timeout",
+    type=InRange(TIMEOUT_S, float),
     default=REQUEST_TIMEOUT_S,
     show_default=True,
     help="Seconds a request may take, slow uploads included; then HTTP 503.",
