@@ -6,7 +6,9 @@ import json
 
 import click
 
+from runtime.cli import InRange
 from runtime.search.index import read_manifest
+from runtime.search.limits import EF_CONSTRUCTION, HNSW_M, THREADS
 
 
 @click.group()
@@ -31,15 +33,21 @@ def index() -> None:
     "[default: $CLAMP_MODEL or build/model, if it is that model].",
 )
 @click.option(
-    "--m", "m", default=16, show_default=True, help="HNSW links per node: more = better recall, more RAM."
+    "--m",
+    "m",
+    type=InRange(HNSW_M),
+    default=16,
+    show_default=True,
+    help="HNSW links per node: more = better recall, more RAM.",
 )
 @click.option(
     "--ef-construction",
+    type=InRange(EF_CONSTRUCTION),
     default=200,
     show_default=True,
     help="HNSW build-time beam: more = better graph, slower build.",
 )
-@click.option("--threads", default=None, type=int, help="Build threads [default: all cores].")
+@click.option("--threads", default=None, type=InRange(THREADS), help="Build threads [default: all cores].")
 def build(
     shards_dir: str, out_dir: str, model_dir: str | None, m: int, ef_construction: int, threads: int | None
 ) -> None:

@@ -83,11 +83,10 @@ def test_search_reports_bad_filters_in_one_line(built):
 
 def test_similar_finds_the_tune_itself_from_a_file_or_stdin(built):
     path = built.abc_dir / "oneills1850-1116-1135_mh.abc"
-    from_file = results(clamp("similar", path, "--tune", 4, "--index", built.index_dir, "-k", 3, "--json"))
+    args = ["--index", built.index_dir, "-k", 3, "--json", "--include-self"]
+    from_file = results(clamp("similar", path, "--tune", 4, *args))
     assert from_file[0]["score"] == pytest.approx(1, abs=1e-4) and from_file[0]["rhythm"] == "slip jig"
-    from_stdin = results(
-        clamp("similar", "-", "--index", built.index_dir, "-k", 3, "--json", input=read_music(path, 4))
-    )
+    from_stdin = results(clamp("similar", "-", *args, input=read_music(path, 4)))
     assert [h["id"] for h in from_stdin] == [h["id"] for h in from_file]
 
 

@@ -56,14 +56,17 @@ def test_search_filters_and_its_errors(client):
 
 def test_similar_from_json_an_uploaded_file_or_an_id(client, built):
     path = built.abc_dir / "oneills1850-1556-1624.abc"
-    from_json = client.post("/similar", json={"abc": path.read_text(), "tune": 5, "k": 3}).json()["results"]
+    query = {"abc": path.read_text(), "tune": 5, "k": 3, "exclude_self": False}
+    from_json = client.post("/similar", json=query).json()["results"]
     assert from_json[0]["score"] == pytest.approx(1, abs=1e-4)
     upload = client.post(
-        "/similar", files={"file": (path.name, path.read_bytes())}, data={"tune": "5", "k": "3"}
+        "/similar",
+        files={"file": (path.name, path.read_bytes())},
+        data={"tune": "5", "k": "3", "exclude_self": "false"},
     )
     assert upload.status_code == 200 and upload.json()["results"] == from_json
-    by_id = client.post("/similar", json={"id": from_json[0]["id"], "k": 3}).json()["results"]
-    assert by_id[0]["id"] == from_json[0]["id"]
+    by_id = client.post("/similar", json={"id": from_json[0]["id"], "k": 3, "exclude_self": False})
+    assert by_id.json()["results"][0]["id"] == from_json[0]["id"]
     assert client.post("/similar", json={"id": "nope"}).status_code == 404
     assert "give the query tune" in client.post("/similar", json={"k": 3}).json()["detail"]
     assert client.post("/similar", json={"abc": read_music(path, 0), "tune": 3}).status_code == 400

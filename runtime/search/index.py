@@ -12,13 +12,13 @@ from typing import Any
 import hnswlib
 import numpy as np
 
-from runtime.storage.integrity import check_files, listed_files
+from runtime.model.modeldir import CONFIG_FILE
 from runtime.search.errors import REBUILD, IndexDirError
+from runtime.search.hits import Condition, Hit, exact_top_k, parse_filter
 from runtime.search.items import ItemStore
 from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify_vector, read_music
-from runtime.search.limits import K, query_text
-from runtime.model.modeldir import CONFIG_FILE
-from runtime.search.hits import Condition, Hit, exact_top_k, parse_filter
+from runtime.search.limits import K, require_text
+from runtime.storage.integrity import check_files, listed_files
 
 MANIFEST_FILE = "manifest.json"
 HNSW_FILE = "index.hnsw"
@@ -198,7 +198,7 @@ class Index:
 
     def search_text(self, text: str, k: int = 10, **options: Any) -> list[Hit]:
         """Semantic search: the items whose music best matches a text description."""
-        return self.search_vectors(self.require_encoder().embed_texts([query_text(text)]), k, **options)[0]
+        return self.search_vectors(self.require_encoder().embed_texts([require_text(text)]), k, **options)[0]
 
     def search_music(
         self, music: str | Path, k: int = 10, *, tune: int = 0, exclude_self: bool = True, **options: Any

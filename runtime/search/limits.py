@@ -55,7 +55,7 @@ ABC_CHARS = 1 << 20  # an ABC query
 EXCERPT_CHARS = 200  # the most of a user's input an error message repeats
 
 
-def query_text(text: str) -> str:
+def require_text(text: str) -> str:
     """A text query, refused when empty or blank (nothing to embed), with what to write instead."""
     if not text.strip():
         raise ValueError('the text query is empty: describe the music, e.g. "a lively jig in D major"')

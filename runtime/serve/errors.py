@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 
 from runtime.search.errors import IndexDirError
 from runtime.search.index import UnknownItemError
-from runtime.search.limits import Limit, excerpt, query_text
+from runtime.search.limits import Limit, excerpt, require_text
 
 log = logging.getLogger("clamp.serve")
 MESSAGE_CHARS = 2000  # the most of any error message sent back (messages may quote the request)
@@ -38,7 +38,7 @@ def limited(limit: Limit, number: type = int) -> Any:
 
 def _text(value: str) -> str:
     try:
-        return query_text(value)
+        return require_text(value)
     except ValueError as err:
         raise PydanticCustomError("empty_text", "{message}", {"message": str(err)}) from None
 

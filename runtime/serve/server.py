@@ -15,12 +15,12 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from runtime.cli import InRange, precision_option
-from runtime.serve.errors import QueryText, install_error_handlers, limited, validation_details
-from runtime.serve.guards import ApiKey, BodyLimit, Metrics, route_of
+from runtime.search.hits import hits_as_dicts
 from runtime.search.index import Index, UnknownItemError
 from runtime.search.keys import DEFAULT_TEMPLATE, classify, label_set, read_music, upload_abc
-from runtime.search.limits import ABC_CHARS, CONCURRENCY, K, K_MAX, PORT, TEXT_CHARS, TIMEOUT_S, TUNE
-from runtime.search.hits import hits_as_dicts
+from runtime.search.limits import ABC_CHARS, CONCURRENCY, K_MAX, PORT, TEXT_CHARS, TIMEOUT_S, TUNE, K
+from runtime.serve.errors import QueryText, install_error_handlers, limited, validation_details
+from runtime.serve.guards import ApiKey, BodyLimit, Metrics, route_of
 from runtime.serve.web import add_web_page
 
 MAX_BODY_BYTES = 2 << 20
