@@ -338,7 +338,7 @@ def serve(
     \b
     POST /search          {"text": "a lively jig", "k": 10, "filter": "meter = 6/8"}
     POST /similar         {"abc": "X:1 ..."} or {"id": "..."} or a multipart .abc `file`
-    POST /classify        {"abc": "X:1 ..." or "id": "...", "labels": ["jig", "reel"] or "label_set": "tune-type"}
+    POST /classify        {"abc": "X:1 ..." | "id": "...", "labels": ["jig", "reel"] | "label_set": "meter"}
     POST /v1/embeddings   {"input": ["a jig"], "modality": "text"}   (OpenAI-shaped; modality text|abc)
     GET  /items/{id}  /health  /metrics
     """
