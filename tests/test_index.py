@@ -87,16 +87,18 @@ def test_text_search_ranks_items_by_cosine(index):
 
 def test_music_search_finds_the_query_tune_first(index, built):
     path = built.abc_dir / "oneills1850-1556-1624.abc"
-    hits = index.search_music(path, k=5, tune=7, with_abc=True)
+    hits = index.search_music(path, k=5, tune=7, with_abc=True, exclude_self=False)
     assert hits[0].abc == read_music(path, 7)
     assert hits[0].score == pytest.approx(1, abs=1e-4)
-    assert ids(index.search_music(read_music(path, 7), k=5)) == ids(hits)  # ABC text works like a path
+    assert ids(index.search_music(read_music(path, 7), k=5, exclude_self=False)) == ids(hits)  # ABC as a path
+    assert ids(index.search_music(path, k=4, tune=7)) == ids(hits)[1:]  # by default, without the tune itself
 
 
 def test_similar_to_an_indexed_tune_and_item_lookup(index):
     first = index.search_text("a hornpipe", k=1)[0]
-    similar = index.similar_to(first.id, k=4)
+    similar = index.similar_to(first.id, k=4, exclude_self=False)
     assert similar[0].id == first.id and similar[0].score == pytest.approx(1, abs=1e-5)
+    assert ids(index.similar_to(first.id, k=3)) == ids(similar)[1:]
     item = index.item(first.id)
     assert (
         item["id"] == first.id and item["abc"].startswith("X:") and item["title"] == first.metadata["title"]

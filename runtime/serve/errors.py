@@ -14,12 +14,21 @@ from pydantic import AfterValidator, Field, ValidationError
 from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException
 
+from runtime.music.formats import ConverterMissing
 from runtime.search.errors import IndexDirError
 from runtime.search.index import UnknownItemError
 from runtime.search.limits import Limit, excerpt, require_text
 
 log = logging.getLogger("clamp.serve")
 MESSAGE_CHARS = 2000  # the most of any error message sent back (messages may quote the request)
+# What each kind of error a user can act on answers (the most specific class wins).
+STATUS_OF: dict[type[Exception], int] = {
+    ValueError: 400,  # a bad query: filter, tune index, labels, score
+    UnknownItemError: 404,
+    IndexDirError: 503,  # a damaged index: the operator must rebuild it
+    FileNotFoundError: 503,  # no model to encode queries with
+    ConverterMissing: 503,  # no MusicXML/MIDI converters installed
+}
 
 
 def limited(limit: Limit, number: type = int) -> Any:
@@ -71,7 +80,7 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Map every error to a status and a JSON message a user can act on; log the unexpected ones."""
+    """Map every error to a status and a JSON message a user can act on (a damaged index is logged too)."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -83,22 +92,14 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(err.status_code, err.detail, err.headers)
         return JSONResponse({"detail": err.detail}, status_code=err.status_code, headers=err.headers)
 
-    @app.exception_handler(ValueError)
-    async def bad_request(request: Request, err: ValueError) -> JSONResponse:
-        return error_response(400, str(err))
+    async def known(request: Request, err: Exception) -> JSONResponse:
+        status = next(STATUS_OF[kind] for kind in type(err).__mro__ if kind in STATUS_OF)
+        if isinstance(err, IndexDirError):
+            log.error("%s %s: %s", request.method, request.url.path, err)
+        return error_response(status, str(err.args[0]) if isinstance(err, KeyError) else str(err))
 
-    @app.exception_handler(IndexDirError)
-    async def damaged_index(request: Request, err: IndexDirError) -> JSONResponse:
-        log.error("%s %s: %s", request.method, request.url.path, err)
-        return error_response(503, str(err))
-
-    @app.exception_handler(UnknownItemError)
-    async def unknown_item(request: Request, err: UnknownItemError) -> JSONResponse:
-        return error_response(404, err.args[0])
-
-    @app.exception_handler(FileNotFoundError)
-    async def no_model(request: Request, err: FileNotFoundError) -> JSONResponse:
-        return error_response(503, str(err))
+    for kind in STATUS_OF:
+        app.add_exception_handler(kind, known)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, err: Exception) -> JSONResponse:
