@@ -70,7 +70,7 @@ def test_a_file_query_leaves_out_items_with_the_same_abc(built, index, client):
     assert index.search_music(path, 1, tune=2, exclude_self=False)[0].id == itself["id"]
 
 
-def test_classify_over_http_takes_an_indexed_id(index, client):
+def test_classify_takes_an_indexed_id_over_http_and_in_the_cli(built, index, client):
     item = index.item(index.search_text("a reel", k=1)[0].id)
     labels = ["jig", "reel", "hornpipe"]
     by_id = client.post("/classify", json={"id": item["id"], "labels": labels})
@@ -81,6 +81,10 @@ def test_classify_over_http_takes_an_indexed_id(index, client):
     assert client.post("/classify", json={"id": "nope", "labels": labels}).status_code == 404
     both = client.post("/classify", json={"id": item["id"], "abc": item["abc"], "labels": labels})
     assert both.status_code == 400 and "one of them" in both.json()["detail"]
+    cli = clamp("classify", item["id"], "--index", built.index_dir, "--labels", ",".join(labels), "--json")
+    assert {h["id"]: h["score"] for h in json.loads(cli)["results"]} == pytest.approx(scores, abs=1e-3)
+    out = clamp("classify", "nope", "--index", built.index_dir, "--labels", "a,b", ok=False)
+    assert "neither a score file nor the id of a tune" in out
 
 
 def test_classify_s_table_heads_its_rows_label(built):

@@ -203,13 +203,20 @@ def similar(
     options = {"filter": filter_text, "exact": exact, "with_abc": with_abc, "exclude_self": exclude_self}
     with user_errors():
         index = Index.open(index_dir, model_dir)
-        if music != "-" and not Path(music).exists():
-            if index.items.label_of(music) is None:
-                raise ValueError(f"{music} is neither a score file nor the id of a tune in index {index_dir}")
+        if names_an_item(music, index):
             hits = index.similar_to(music, k, **options)
         else:
             hits = index.search_music(read_music_arg(music, tune), k, **options)
     emit(music, hits, as_json)
+
+
+def names_an_item(music: str, index: Index | None) -> bool:
+    """Whether the MUSIC argument is an indexed tune's id rather than a file (or - for stdin)."""
+    if index is None or music == "-" or Path(music).exists():
+        return False
+    if index.items.label_of(music) is None:
+        raise ValueError(f"{music} is neither a score file nor the id of a tune in index {index.directory}")
+    return True
 
 
 def _list_label_sets(ctx: click.Context, _param: click.Parameter, on: bool) -> None:
@@ -242,6 +249,13 @@ def _list_label_sets(ctx: click.Context, _param: click.Parameter, on: bool) -> N
     help="Print the built-in label sets and exit.",
 )
 @model_option
+@click.option(
+    "--index",
+    "index_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="An index dir: MUSIC may then be one of its tunes' ids [default: no index needed].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def classify(
     music: str,
@@ -250,16 +264,19 @@ def classify(
     label_set_name: str | None,
     template: str | None,
     model_dir: str | None,
+    index_dir: str | None,
     as_json: bool,
 ) -> None:
-    """Zero-shot classification of the tune in MUSIC (.abc/.mxl/.xml/.mid, or - for stdin) among labels.
+    """Zero-shot classification of the tune in MUSIC (.abc/.mxl/.xml/.mid, - for stdin, or an indexed
+    tune's id with --index) among labels.
 
     Each label becomes a prompt (the template with the label in place of {}); the labels are ranked by
-    the cosine of prompt and music. No index needed.
+    the cosine of prompt and music.
 
     \b
     clamp classify tune.abc --labels "jig,reel,hornpipe" --template "This is a {}."
     clamp classify tune.abc --label-set tune-type
+    clamp classify ITEM_ID --index build/index --label-set tune-type
     """
     with user_errors():
         if (labels is None) == (label_set_name is None):
@@ -267,9 +284,12 @@ def classify(
         set_template, names = (
             label_set(label_set_name) if label_set_name else (DEFAULT_TEMPLATE, labels.split(","))
         )
-        hits = classify_music(
-            open_encoder(model_dir), read_music_arg(music, tune), names, template or set_template
-        )
+        index = Index.open(index_dir, model_dir) if index_dir else None
+        if names_an_item(music, index):
+            hits = index.classify_item(music, names, template or set_template)
+        else:
+            encoder = index.require_encoder() if index else open_encoder(model_dir)
+            hits = classify_music(encoder, read_music_arg(music, tune), names, template or set_template)
     emit(music, hits, as_json, key="label")
 
 
