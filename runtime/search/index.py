@@ -16,7 +16,7 @@ from runtime.model.modeldir import CONFIG_FILE
 from runtime.search.errors import REBUILD, IndexDirError
 from runtime.search.hits import Condition, Hit, exact_top_k, parse_filter
 from runtime.search.items import ItemStore
-from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify_vector, read_music
+from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify, classify_vector, read_music
 from runtime.search.limits import K, require_text
 from runtime.storage.integrity import check_files, listed_files
 
@@ -252,8 +252,7 @@ class Index:
         self, music: str | Path, labels: Sequence[str], template: str = DEFAULT_TEMPLATE, *, tune: int = 0
     ) -> list[Hit]:
         """Zero-shot classification of a tune against label texts, with the index's model."""
-        vector = self.require_encoder().embed_abc([read_music(music, tune)])
-        return classify_vector(self.require_encoder(), vector, labels, template)
+        return classify(self.require_encoder(), read_music(music, tune), labels, template)
 
     def classify_item(
         self, item_id: str, labels: Sequence[str], template: str = DEFAULT_TEMPLATE

@@ -52,6 +52,7 @@ THREADS = Limit("threads", 1, 4096)
 
 TEXT_CHARS = 4096  # a text query (the text tower reads at most 128 tokens of it)
 ABC_CHARS = 1 << 20  # an ABC query
+NAME_CHARS = 256  # an item id, a label, a label set's name, a prompt template
 EXCERPT_CHARS = 200  # the most of a user's input an error message repeats
 
 

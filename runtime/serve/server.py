@@ -18,25 +18,32 @@ from runtime.cli import InRange, precision_option
 from runtime.search.hits import hits_as_dicts
 from runtime.search.index import Index, UnknownItemError
 from runtime.search.keys import DEFAULT_TEMPLATE, classify, label_set, read_music, upload_abc
-from runtime.search.limits import ABC_CHARS, CONCURRENCY, K_MAX, PORT, TEXT_CHARS, TIMEOUT_S, TUNE, K
+from runtime.search.limits import (
+    ABC_CHARS,
+    CONCURRENCY,
+    NAME_CHARS,
+    PORT,
+    TEXT_CHARS,
+    TIMEOUT_S,
+    TUNE,
+    K,
+)
 from runtime.serve.errors import QueryText, install_error_handlers, limited, validation_details
 from runtime.serve.guards import ApiKey, BodyLimit, Metrics, route_of
 from runtime.serve.web import add_web_page
 
 MAX_BODY_BYTES = 2 << 20
-MAX_K = K_MAX
-MAX_TEXT_CHARS = TEXT_CHARS
-MAX_ABC_CHARS = ABC_CHARS
-MAX_NAME_CHARS = 256  # ids, label-set names, labels, templates
 MAX_INPUTS = 256
 REQUEST_TIMEOUT_S = 30.0
 MAX_FORM_FIELDS = 16
 # Open without the API key: liveness, and the web page's files (no data in them; its queries need the key).
 PUBLIC_PATHS = ("/health", "/")
+ResultCount = limited(K)
+TuneIndex = limited(TUNE)
 
 
 class QueryOptions(BaseModel):
-    k: limited(K) = Field(10, description="Number of results.")
+    k: ResultCount = Field(10, description="Number of results.")
     filter: str | None = Field(
         None, description='Metadata filter, e.g. meter = 6/8 and origin contains "Ireland".'
     )
@@ -48,29 +55,29 @@ class QueryOptions(BaseModel):
 
 
 class SearchRequest(QueryOptions):
-    text: QueryText = Field(max_length=MAX_TEXT_CHARS, description="What the music is like.")
+    text: QueryText = Field(max_length=TEXT_CHARS, description="What the music is like.")
 
 
 class SimilarRequest(QueryOptions):
-    abc: str | None = Field(None, max_length=MAX_ABC_CHARS, description="ABC text of the query tune(s).")
-    tune: limited(TUNE) = Field(0, description="Which tune of a multi-tune ABC text.")
-    id: str | None = Field(None, max_length=MAX_NAME_CHARS, description="Or: the id of an indexed tune.")
+    abc: str | None = Field(None, max_length=ABC_CHARS, description="ABC text of the query tune(s).")
+    tune: TuneIndex = Field(0, description="Which tune of a multi-tune ABC text.")
+    id: str | None = Field(None, max_length=NAME_CHARS, description="Or: the id of an indexed tune.")
     exclude_self: bool = Field(True, description="Leave out the query tune itself (its id, or its ABC).")
 
 
 class ClassifyRequest(BaseModel):
-    abc: str | None = Field(None, min_length=1, max_length=MAX_ABC_CHARS, description="ABC of the tune.")
-    id: str | None = Field(None, max_length=MAX_NAME_CHARS, description="Or: the id of an indexed tune.")
-    tune: limited(TUNE) = Field(0, description="Which tune of a multi-tune ABC text.")
-    labels: list[Annotated[str, Field(max_length=MAX_NAME_CHARS)]] | None = Field(
+    abc: str | None = Field(None, min_length=1, max_length=ABC_CHARS, description="ABC of the tune.")
+    id: str | None = Field(None, max_length=NAME_CHARS, description="Or: the id of an indexed tune.")
+    tune: TuneIndex = Field(0, description="Which tune of a multi-tune ABC text.")
+    labels: list[Annotated[str, Field(max_length=NAME_CHARS)]] | None = Field(
         None, max_length=MAX_INPUTS, description="Candidate labels."
     )
     label_set: str | None = Field(
-        None, max_length=MAX_NAME_CHARS, description="Or: a built-in label set, e.g. tune-type."
+        None, max_length=NAME_CHARS, description="Or: a built-in label set, e.g. tune-type."
     )
     template: str | None = Field(
         None,
-        max_length=MAX_NAME_CHARS,
+        max_length=NAME_CHARS,
         description=f'Prompt with {{}} for the label [default: "{DEFAULT_TEMPLATE}"].',
     )
 
@@ -194,9 +201,7 @@ def create_app(
     async def similar_request(request: Request) -> SimilarRequest:
         try:
             if request.headers.get("content-type", "").startswith("multipart/form-data"):
-                form = await request.form(
-                    max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_ABC_CHARS
-                )
+                form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=ABC_CHARS)
                 upload = form.get("file")
                 if upload is None or isinstance(upload, str):
                     raise HTTPException(422, "multipart request needs a `file` field (.abc, .mxl or .mid)")
