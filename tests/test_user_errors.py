@@ -16,6 +16,7 @@ import pytest
 from query_corpus import Corpus, build_corpus, clamp
 from serving import serving
 
+from runtime.music.formats import ConverterMissing
 from runtime.search.errors import DamagedIndexError, QueryTooComplexError
 from runtime.search.hits import Condition
 from runtime.search.index import Index
@@ -92,16 +93,22 @@ def test_a_filter_beyond_sqlite_s_limits_is_a_clear_error_not_damage(built):
 
 def test_an_unexpected_error_is_a_json_500_without_details(built):
     index = Index.open(built.index_dir)
+    raised: list[Exception] = []
 
     def broken(*args, **kwargs):
-        raise RuntimeError("secret internals")
+        raise raised[-1]
 
     index.search_vectors = broken
     with serving(create_app(index)) as client:
+        raised.append(RuntimeError("secret internals"))
         answer = client.post("/search", json={"text": "a jig"})
-    assert answer.status_code == 500 and answer.headers["content-type"] == "application/json"
-    assert "internal server error (RuntimeError)" in answer.json()["detail"]
-    assert "secret" not in answer.text
+        assert answer.status_code == 500 and answer.headers["content-type"] == "application/json"
+        assert "internal server error (RuntimeError)" in answer.json()["detail"]
+        assert "secret" not in answer.text
+        raised.append(ConverterMissing("MusicXML needs abctoolkit: pip install 'clamp-index[formats]'"))
+        # The same client again: the 500 said `Connection: close`, so no reset of a dead keep-alive connection.
+        missing = client.post("/search", json={"text": "a jig"})  # the operator's to fix: 503, saying how
+        assert missing.status_code == 503 and "pip install" in missing.json()["detail"]
 
 
 def test_unknown_routes_and_methods_are_json(client):

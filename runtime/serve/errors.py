@@ -103,6 +103,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def internal(request: Request, err: Exception) -> JSONResponse:
-        """A bug: the user gets a JSON 500; the server re-raises it for its log (without the request body)."""
-        name = type(err).__name__
-        return error_response(500, f"internal server error ({name}); the server's log has the details")
+        """A bug: the user gets a JSON 500; the server re-raises it for its log (without the request body).
+
+        The server then drops the connection: `Connection: close` tells the client not to reuse it.
+        """
+        message = f"internal server error ({type(err).__name__}); the server's log has the details"
+        return error_response(500, message, {"Connection": "close"})
