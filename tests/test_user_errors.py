@@ -106,7 +106,7 @@ def test_an_unexpected_error_is_a_json_500_without_details(built):
         assert "internal server error (RuntimeError)" in answer.json()["detail"]
         assert "secret" not in answer.text
         raised.append(ConverterMissing("MusicXML needs abctoolkit: pip install 'clamp-index[formats]'"))
-        # The same client again: the 500 said `Connection: close`, so no reset of a dead keep-alive connection.
+        # The same client again: the 500 said `Connection: close`, so no reset of a dead connection.
         missing = client.post("/search", json={"text": "a jig"})  # the operator's to fix: 503, saying how
         assert missing.status_code == 503 and "pip install" in missing.json()["detail"]
 
