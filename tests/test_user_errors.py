@@ -20,7 +20,7 @@ from runtime.music.formats import ConverterMissing
 from runtime.search.errors import DamagedIndexError, QueryTooComplexError
 from runtime.search.hits import Condition
 from runtime.search.index import Index
-from runtime.search.limits import EXCERPT_CHARS, TOP_N, TUNE, K
+from runtime.search.limits import EF, EXCERPT_CHARS, TOP_N, TUNE, K
 from runtime.serve.server import create_app
 
 PAGE = 4096  # SQLite's default page size
@@ -167,6 +167,8 @@ def test_every_numeric_option_has_a_range(built, client, tmp_path):
     for option in ("--m", "--ef-construction", "--threads"):
         out = clamp("index", "build", built.shards_dir, "--out", tmp_path / "index", option, 0, ok=False)
         assert "must be" in out
+    with pytest.raises(ValueError, match=re.escape(EF.message(0))):
+        Index.open(built.index_dir, ef=0)
     schema = client.get("/openapi.json").json()["components"]["schemas"]["SearchRequest"]
     assert schema["properties"]["k"]["minimum"] == 1 and schema["properties"]["k"]["maximum"] == K.high
 

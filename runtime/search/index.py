@@ -17,7 +17,7 @@ from runtime.search.errors import REBUILD, IndexDirError
 from runtime.search.hits import Condition, Hit, exact_top_k, parse_filter
 from runtime.search.items import ItemStore
 from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify, classify_vector, read_music
-from runtime.search.limits import K, require_text
+from runtime.search.limits import EF, K, require_text
 from runtime.storage.integrity import check_files, listed_files
 
 MANIFEST_FILE = "manifest.json"
@@ -102,7 +102,7 @@ class Index:
                 f"{directory}: {VECTORS_FILE} holds {self.vectors.shape}, {HNSW_FILE} "
                 f"{self.graph.get_current_count()} items, {MANIFEST_FILE} says {count} x {dim}; {REBUILD}"
             )
-        self.graph.set_ef(ef)  # only here: set_ef races with concurrent queries
+        self.graph.set_ef(EF.check(ef))  # only here: set_ef races with concurrent queries
 
     @classmethod
     def open(
