@@ -24,7 +24,8 @@ from runtime.search.keys import (
     text_keys_file,
 )
 from runtime.search.keys import classify as classify_music
-from runtime.search.hits import FILTER_HELP, Hit, hits_as_dicts, softmax_probs
+from runtime.search.filters import FILTER_HELP
+from runtime.search.hits import Hit, hits_as_dicts, softmax_probs
 
 TABLE_FIELDS = ("title", "rhythm", "meter", "key", "origin")  # shown when the hits carry them
 

@@ -15,7 +15,8 @@ from runtime.storage.integrity import check_files, listed_files
 from runtime.search.items import ItemStore
 from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify, read_music
 from runtime.model.modeldir import CONFIG_FILE
-from runtime.search.hits import Condition, Hit, exact_top_k, parse_filter
+from runtime.search.filters import Filter, parse_filter
+from runtime.search.hits import Hit, exact_top_k
 
 MANIFEST_FILE = "manifest.json"
 HNSW_FILE = "index.hnsw"
@@ -31,6 +32,9 @@ OVERFETCH = 10
 # Otherwise a filter that keeps at most this many items is answered by exact search over them (fast,
 # never short of results); larger subsets go through the graph with an hnswlib filter.
 EXACT_SUBSET_MAX = 20_000
+DEFAULT_FACET_TOP = 20
+MAX_FACET_TOP = 1000
+MAX_FACET_FIELDS = 16
 
 
 class ModelMismatchError(ValueError):
@@ -163,17 +167,18 @@ class Index:
         queries: np.ndarray,
         k: int = 10,
         *,
-        filter: str | Sequence[Condition] | None = None,
+        filter: str | Filter | None = None,
         exact: bool = False,
         with_abc: bool = False,
     ) -> list[list[Hit]]:
         """Best k items for each L2-normalised query vector [Q, dim] (or [dim]), best first.
 
-        `exact` scores every (allowed) item instead of walking the HNSW graph.
+        `filter` is a filter text (runtime.search.filters) or its parsed tree. `exact` scores every
+        (allowed) item instead of walking the HNSW graph.
         """
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         conditions = parse_filter(filter) if isinstance(filter, str) else filter
-        if not conditions:
+        if conditions is None:
             labels, scores = self._exact(queries, k, None) if exact else self._graph(queries, k, None)
             return self._hits(labels, scores, with_abc)
         if not exact and (found := self._graph_then_filter(queries, k, conditions)) is not None:
@@ -218,6 +223,22 @@ class Index:
         found_id, metadata, abc = self.items.items([label], with_abc=True)[label]
         return {"id": found_id, **metadata, "abc": abc}
 
+    def facets(
+        self, fields: Sequence[str], filter: str | Filter | None = None, top: int = DEFAULT_FACET_TOP
+    ) -> dict[str, list[tuple[str, int]]]:
+        """The `top` commonest values of each field, with counts, among the items that pass `filter`.
+
+        For search pages' dropdowns: `index.facets(["key", "meter"], "rhythm = jig")`. Fields are filter
+        fields (items.FILTER_FIELDS, raw.NAME); at most MAX_FACET_FIELDS of them, top 1..MAX_FACET_TOP.
+        """
+        if not 1 <= len(fields) <= MAX_FACET_FIELDS or not 1 <= top <= MAX_FACET_TOP:
+            raise ValueError(
+                f"facets: give 1..{MAX_FACET_FIELDS} fields (got {len(fields)}) and a top of "
+                f"1..{MAX_FACET_TOP} values (got {top})"
+            )
+        tree = parse_filter(filter) if isinstance(filter, str) else filter
+        return {name: self.items.facet(tree, name.strip().lower(), top) for name in fields}
+
     def require_encoder(self) -> Embedder:
         """The model, for queries that must encode; raises saying where a model was looked for."""
         if self.encoder is None:
@@ -253,7 +274,7 @@ class Index:
         return labels.astype(np.int64), 1.0 - distances  # space "ip": distance = 1 - inner product
 
     def _graph_then_filter(
-        self, queries: np.ndarray, k: int, conditions: Sequence[Condition]
+        self, queries: np.ndarray, k: int, conditions: Filter
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The filtered top k out of the unfiltered top k * OVERFETCH; None when too few of those pass."""
         labels, scores = self._graph(queries, k * OVERFETCH, None)
