@@ -65,3 +65,13 @@ def exact_top_k(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarr
         best_scores, best_rows = scores, rows
     order = np.argsort(-best_scores, axis=1, kind="stable")
     return np.take_along_axis(best_scores, order, axis=1), np.take_along_axis(best_rows, order, axis=1)
+
+
+def facets_as_dict(facets: dict[str, list[tuple[str, int]]]) -> dict[str, Any]:
+    """JSON-ready facets (Index.facets), as GET /v1/facets and `clamp index facets --json` print them."""
+    return {
+        "facets": {
+            name: [{"value": value, "count": count} for value, count in values]
+            for name, values in facets.items()
+        }
+    }

@@ -32,6 +32,7 @@ OVERFETCH = 10
 # Otherwise a filter that keeps at most this many items is answered by exact search over them (fast,
 # never short of results); larger subsets go through the graph with an hnswlib filter.
 EXACT_SUBSET_MAX = 20_000
+DEFAULT_FACET_FIELDS = ("key", "meter", "rhythm", "origin", "collection")
 DEFAULT_FACET_TOP = 20
 MAX_FACET_TOP = 1000
 MAX_FACET_FIELDS = 16
@@ -231,13 +232,14 @@ class Index:
         For search pages' dropdowns: `index.facets(["key", "meter"], "rhythm = jig")`. Fields are filter
         fields (items.FILTER_FIELDS, raw.NAME); at most MAX_FACET_FIELDS of them, top 1..MAX_FACET_TOP.
         """
-        if not 1 <= len(fields) <= MAX_FACET_FIELDS or not 1 <= top <= MAX_FACET_TOP:
+        names = [name.strip().lower() for name in fields if name.strip()]
+        if not 1 <= len(names) <= MAX_FACET_FIELDS or not 1 <= top <= MAX_FACET_TOP:
             raise ValueError(
-                f"facets: give 1..{MAX_FACET_FIELDS} fields (got {len(fields)}) and a top of "
+                f"facets: give 1..{MAX_FACET_FIELDS} fields (got {len(names)}) and a top of "
                 f"1..{MAX_FACET_TOP} values (got {top})"
             )
         tree = parse_filter(filter) if isinstance(filter, str) else filter
-        return {name: self.items.facet(tree, name.strip().lower(), top) for name in fields}
+        return {name: self.items.facet(tree, name, top) for name in names}
 
     def require_encoder(self) -> Embedder:
         """The model, for queries that must encode; raises saying where a model was looked for."""
