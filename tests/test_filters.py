@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from pathlib import Path
 
 import pytest
+from music21 import corpus
 
+from runtime.music.abc import split_tunes
+from runtime.music.formats import decode_bytes
 from runtime.search.filters import MAX_FILTER_TERMS, And, Condition, Not, Or, parse_filter
 from runtime.search.items import ItemStore, ItemWriter, item_row
 
@@ -163,3 +167,28 @@ def test_an_items_table_from_before_canonical_fields_asks_for_a_rebuild(tmp_path
         )
     with pytest.raises(ValueError, match=r"no .*collection column .*clamp index build.*no re-embedding"):
         ItemStore(path)
+
+
+@pytest.fixture(scope="module")
+def music21_store(tmp_path_factory) -> ItemStore:
+    """Items of every tune in music21's ABC corpus (what `make demo` indexes), without embeddings."""
+    path = tmp_path_factory.mktemp("music21") / "items.sqlite"
+    files = sorted(Path(corpus.__file__).parent.rglob("*.abc"))
+    tunes = [(f.as_posix(), t) for f in files for t in split_tunes(decode_bytes(f.read_bytes())[0])]
+    writer = ItemWriter(path)
+    writer.add(
+        item_row(label, str(label), source, tune.index, json.dumps(tune.meta), "")
+        for label, (source, tune) in enumerate(tunes)
+    )
+    writer.finish()
+    return ItemStore(path)
+
+
+def test_every_filter_in_the_readme_and_the_demo_selects_tunes_of_the_demo_corpus(music21_store):
+    docs = "".join((Path(__file__).parents[1] / name).read_text() for name in ("README.md", "Makefile"))
+    filters = re.findall(r"--filter '([^']+)'", docs) + re.findall(r"filter='([^']+)'", docs)
+    assert len(filters) >= 8
+    for text in filters:
+        assert len(labels(music21_store, text)) > 0, text
+    facets = music21_store.facet(None, "collection", 3)
+    assert facets == [("essenFolksong", 8514), ("oneills1850", 2009), ("airdsAirs", 1180)]
