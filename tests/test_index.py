@@ -194,6 +194,17 @@ def test_facets_count_canonical_values_among_filtered_items(index):
         index.facets([])
 
 
+def test_facets_are_counted_once_per_open_index(built, monkeypatch):
+    index = Index.open(built.index_dir)
+    counted = []
+    facet = index.items.facet
+    monkeypatch.setattr(index.items, "facet", lambda *args: counted.append(args) or facet(*args))
+    first = index.facets(["key", "meter"], "rhythm = jig")
+    first["key"].clear()  # callers get copies
+    assert index.facets(["Key", "meter"], "rhythm = jig") == index.facets(["key", "meter"], "rhythm = jig")
+    assert index.facets(["key"], "rhythm = jig")["key"] and len(counted) == 3  # key+meter once, then key
+
+
 def test_exact_top_k_equals_a_full_sort_across_chunks(monkeypatch):
     monkeypatch.setattr(runtime.search.hits, "EXACT_CHUNK_ROWS", 7)
     rng = np.random.default_rng(0)

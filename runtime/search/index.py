@@ -36,6 +36,7 @@ DEFAULT_FACET_FIELDS = ("key", "meter", "rhythm", "origin", "collection")
 DEFAULT_FACET_TOP = 20
 MAX_FACET_TOP = 1000
 MAX_FACET_FIELDS = 16
+FACET_CACHE_SIZE = 64  # facet answers kept per open index (by fields, filter, top)
 
 
 class ModelMismatchError(ValueError):
@@ -110,6 +111,7 @@ class Index:
                 f"{self.graph.get_current_count()} items, {MANIFEST_FILE} says {count} x {dim}; {REBUILD}"
             )
         self.graph.set_ef(ef)  # only here: set_ef races with concurrent queries
+        self._facets: dict[tuple, dict[str, list[tuple[str, int]]]] = {}
 
     @classmethod
     def open(
@@ -238,8 +240,13 @@ class Index:
                 f"facets: give 1..{MAX_FACET_FIELDS} fields (got {len(names)}) and a top of "
                 f"1..{MAX_FACET_TOP} values (got {top})"
             )
-        tree = parse_filter(filter) if isinstance(filter, str) else filter
-        return {name: self.items.facet(tree, name, top) for name in names}
+        key = (tuple(names), filter, top)
+        if key not in self._facets:  # the index never changes: a page's dropdowns are counted once
+            tree = parse_filter(filter) if isinstance(filter, str) else filter
+            if len(self._facets) >= FACET_CACHE_SIZE:
+                self._facets.clear()
+            self._facets[key] = {name: self.items.facet(tree, name, top) for name in names}
+        return {name: list(values) for name, values in self._facets[key].items()}
 
     def require_encoder(self) -> Embedder:
         """The model, for queries that must encode; raises saying where a model was looked for."""
