@@ -144,6 +144,11 @@ def test_caps_on_length_terms_and_nesting_say_what_to_do(store):
         parse_filter("(" * 17 + "meter = 6/8" + ")" * 17)
 
 
+def test_among_narrows_the_whole_filter_not_its_last_term(store):
+    tree = parse_filter("rhythm = jig or rhythm = reel")
+    assert store.labels_matching(tree, among=[1, 3, 4]).tolist() == [1, 4]
+
+
 def test_values_travel_as_parameters_never_as_sql(store):
     assert labels(store, "title = \"x'); DROP TABLE items; --\" or title like '%\" OR 1=1 --'") == []
     assert labels(store, "key = Em") == [0, 1]

@@ -103,7 +103,7 @@ class ItemStore:
         """Labels (sorted int64) of the items that pass a filter (only those `among`, if given)."""
         where, params = where_sql(tree)
         if among is not None:
-            where += f" AND label IN ({_int_list(among)})"
+            where = f"({where}) AND label IN ({_int_list(among)})"
         rows = self._conn().execute(f"SELECT label FROM items WHERE {where} ORDER BY label", params)
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
