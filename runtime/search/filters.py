@@ -21,7 +21,6 @@ from typing import NoReturn
 MAX_FILTER_CHARS = 2000
 MAX_FILTER_TERMS = 64
 MAX_FILTER_DEPTH = 16
-COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
 FILTER_HELP = (
     'FIELD OP VALUE, joined by "and" / "or", negated by "not", grouped by parentheses; OP is =, !=, <, <=, '
     '>, >=, contains, like (with % and _) or in ("a", "b"); case-insensitive; quote values with spaces, '
@@ -168,7 +167,7 @@ class _Parser:
         )
 
 
-def filter_sql(tree: Filter, resolve: FieldResolver) -> tuple[str, list[str]]:
+def filter_sql(tree: Filter, resolve: FieldResolver) -> tuple[str, list[str | float]]:
     """A SQL condition and its parameters: = and in ignore case; `not X` is exactly the items X leaves out."""
     if isinstance(tree, And | Or):
         parts = [filter_sql(term, resolve) for term in tree.terms]

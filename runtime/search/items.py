@@ -72,7 +72,7 @@ def field_sql(condition: Condition) -> tuple[str, list[str], Callable[[str], str
     )
 
 
-def where_sql(tree: Filter | None) -> tuple[str, list[str]]:
+def where_sql(tree: Filter | None) -> tuple[str, list[str | float]]:
     """A SQL WHERE condition and its parameters for a parsed filter (None: every item)."""
     return ("1", []) if tree is None else filter_sql(tree, field_sql)
 
