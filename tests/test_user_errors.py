@@ -18,7 +18,7 @@ from serving import serving
 
 from runtime.music.formats import ConverterMissing
 from runtime.search.errors import DamagedIndexError, QueryTooComplexError
-from runtime.search.hits import Condition
+from runtime.search.filters import And, Condition
 from runtime.search.index import Index
 from runtime.search.limits import EF, EXCERPT_CHARS, TOP_N, TUNE, K
 from runtime.serve.server import create_app
@@ -83,7 +83,7 @@ def test_damage_found_mid_query_is_one_line_in_the_cli_and_json_503_over_http(bu
 
 def test_a_filter_beyond_sqlite_s_limits_is_a_clear_error_not_damage(built):
     index = Index.open(built.index_dir)
-    terms = [Condition("title", "contains", "a")] * 1100  # SQLite: "Expression tree is too large"
+    terms = And((Condition("title", "contains", "a"),) * 1100)  # SQLite: "Expression tree is too large"
     with pytest.raises(QueryTooComplexError, match="too complex.*use fewer filter terms"):
         index.search_vectors(index.vectors[0], k=3, filter=terms, exact=True)
 

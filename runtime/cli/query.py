@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from runtime.cli import InRange
-from runtime.search.hits import FILTER_HELP, Hit, hits_as_dicts, softmax_probs
+from runtime.search.hits import Hit, hits_as_dicts, softmax_probs
 from runtime.search.index import Index, resolve_model_dir
 from runtime.search.keys import (
     DEFAULT_TEMPLATE,
@@ -26,6 +26,7 @@ from runtime.search.keys import (
     text_keys_file,
 )
 from runtime.search.keys import classify as classify_music
+from runtime.search.filters import FILTER_HELP
 from runtime.search.limits import TOP_N, TUNE, K, require_text
 
 TABLE_FIELDS = ("title", "rhythm", "meter", "key", "origin")  # shown when the hits carry them

@@ -14,7 +14,8 @@ import numpy as np
 
 from runtime.model.modeldir import CONFIG_FILE
 from runtime.search.errors import REBUILD, IndexDirError
-from runtime.search.hits import Condition, Hit, exact_top_k, parse_filter
+from runtime.search.filters import Filter, parse_filter
+from runtime.search.hits import Hit, exact_top_k
 from runtime.search.items import ItemStore
 from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify, classify_vector, read_music
 from runtime.search.limits import EF, K, require_text
@@ -33,6 +34,11 @@ OVERFETCH = 10
 # Otherwise a filter that keeps at most this many items is answered by exact search over them (fast,
 # never short of results); larger subsets go through the graph with an hnswlib filter.
 EXACT_SUBSET_MAX = 20_000
+DEFAULT_FACET_FIELDS = ("key", "meter", "rhythm", "origin", "collection")
+DEFAULT_FACET_TOP = 20
+MAX_FACET_TOP = 1000
+MAX_FACET_FIELDS = 16
+FACET_CACHE_SIZE = 64  # facet answers kept per open index (by fields, filter, top)
 
 
 class ModelMismatchError(ValueError):
@@ -103,6 +109,7 @@ class Index:
                 f"{self.graph.get_current_count()} items, {MANIFEST_FILE} says {count} x {dim}; {REBUILD}"
             )
         self.graph.set_ef(EF.check(ef))  # only here: set_ef races with concurrent queries
+        self._facets: dict[tuple, dict[str, list[tuple[str, int]]]] = {}
 
     @classmethod
     def open(
@@ -161,13 +168,14 @@ class Index:
         queries: np.ndarray,
         k: int = 10,
         *,
-        filter: str | Sequence[Condition] | None = None,
+        filter: str | Filter | None = None,
         exact: bool = False,
         with_abc: bool = False,
     ) -> list[list[Hit]]:
         """Best k items for each L2-normalised query vector [Q, dim] (or [dim]), best first.
 
-        `exact` scores every (allowed) item instead of walking the HNSW graph.
+        `filter` is a filter text (runtime.search.filters) or its parsed tree. `exact` scores every
+        (allowed) item instead of walking the HNSW graph.
         """
         return self._search(queries, K.check(k), filter=filter, exact=exact, with_abc=with_abc)
 
@@ -176,13 +184,13 @@ class Index:
         queries: np.ndarray,
         k: int,
         *,
-        filter: str | Sequence[Condition] | None = None,
+        filter: str | Filter | None = None,
         exact: bool = False,
         with_abc: bool = False,
     ) -> list[list[Hit]]:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         conditions = parse_filter(filter) if isinstance(filter, str) else filter
-        if not conditions:
+        if conditions is None:
             labels, scores = self._exact(queries, k, None) if exact else self._graph(queries, k, None)
             return self._hits(labels, scores, with_abc)
         if not exact and (found := self._graph_then_filter(queries, k, conditions)) is not None:
@@ -275,6 +283,28 @@ class Index:
         found_id, metadata, abc = self.items.items([label], with_abc=True)[label]
         return {"id": found_id, **metadata, "abc": abc}
 
+    def facets(
+        self, fields: Sequence[str], filter: str | Filter | None = None, top: int = DEFAULT_FACET_TOP
+    ) -> dict[str, list[tuple[str, int]]]:
+        """The `top` commonest values of each field, with counts, among the items that pass `filter`.
+
+        For search pages' dropdowns: `index.facets(["key", "meter"], "rhythm = jig")`. Fields are filter
+        fields (items.FILTER_FIELDS, raw.NAME); at most MAX_FACET_FIELDS of them, top 1..MAX_FACET_TOP.
+        """
+        names = [name.strip().lower() for name in fields if name.strip()]
+        if not 1 <= len(names) <= MAX_FACET_FIELDS or not 1 <= top <= MAX_FACET_TOP:
+            raise ValueError(
+                f"facets: give 1..{MAX_FACET_FIELDS} fields (got {len(names)}) and a top of "
+                f"1..{MAX_FACET_TOP} values (got {top})"
+            )
+        key = (tuple(names), filter, top)
+        if key not in self._facets:  # the index never changes: a page's dropdowns are counted once
+            tree = parse_filter(filter) if isinstance(filter, str) else filter
+            if len(self._facets) >= FACET_CACHE_SIZE:
+                self._facets.clear()
+            self._facets[key] = {name: self.items.facet(tree, name, top) for name in names}
+        return {name: list(values) for name, values in self._facets[key].items()}
+
     def require_encoder(self) -> Embedder:
         """The model, for queries that must encode; raises saying where a model was looked for."""
         if self.encoder is None:
@@ -310,7 +340,7 @@ class Index:
         return labels.astype(np.int64), 1.0 - distances  # space "ip": distance = 1 - inner product
 
     def _graph_then_filter(
-        self, queries: np.ndarray, k: int, conditions: Sequence[Condition]
+        self, queries: np.ndarray, k: int, conditions: Filter
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The filtered top k out of the unfiltered top k * OVERFETCH; None when too few of those pass."""
         labels, scores = self._graph(queries, k * OVERFETCH, None)

@@ -8,15 +8,15 @@ from typing import Annotated, Any, Literal
 
 import click
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from runtime.cli import InRange, precision_option
-from runtime.search.hits import hits_as_dicts
-from runtime.search.index import Index, UnknownItemError
+from runtime.search.hits import facets_as_dict, hits_as_dicts
+from runtime.search.index import DEFAULT_FACET_FIELDS, DEFAULT_FACET_TOP, Index, UnknownItemError
 from runtime.search.keys import DEFAULT_TEMPLATE, classify, label_set, read_music, upload_abc
 from runtime.search.limits import (
     ABC_CHARS,
@@ -45,7 +45,7 @@ TuneIndex = limited(TUNE)
 class QueryOptions(BaseModel):
     k: ResultCount = Field(10, description="Number of results.")
     filter: str | None = Field(
-        None, description='Metadata filter, e.g. meter = 6/8 and origin contains "Ireland".'
+        None, description="Metadata filter, e.g. (meter = 6/8 or meter = 9/8) and key in (Em, Am)."
     )
     exact: bool = Field(False, description="Score every item instead of walking the HNSW graph.")
     with_abc: bool = Field(False, description="Include each result's ABC.")
@@ -245,6 +245,14 @@ def create_app(
             "usage": {"prompt_tokens": 0, "total_tokens": 0},
         }
 
+    @app.get("/v1/facets", summary="The commonest values of metadata fields, with counts (for dropdowns)")
+    def facets(
+        fields: str = Query(",".join(DEFAULT_FACET_FIELDS), description="Comma-separated filter fields."),
+        filter: str | None = Query(None, description="Count only the items that pass this filter."),
+        top: int = Query(DEFAULT_FACET_TOP, description="Values per field, commonest first."),
+    ) -> dict:
+        return facets_as_dict(index.facets(fields.split(","), filter or None, top))
+
     @app.get("/items/{item_id}", summary="An indexed tune's metadata and ABC")
     def item(item_id: str) -> dict:
         found = index.item(item_id)
@@ -341,10 +349,11 @@ def serve(
     """Serve an index over HTTP (JSON). Interactive API docs at http://HOST:PORT/docs.
 
     \b
-    POST /search          {"text": "a lively jig", "k": 10, "filter": "meter = 6/8"}
+    POST /search          {"text": "a lively jig", "k": 10, "filter": "meter = 6/8 and key in (D, G)"}
     POST /similar         {"abc": "X:1 ..."} or {"id": "..."} or a multipart .abc `file`
     POST /classify        {"abc": "X:1 ..." | "id": "...", "labels": ["jig", "reel"] | "label_set": "meter"}
     POST /v1/embeddings   {"input": ["a jig"], "modality": "text"}   (OpenAI-shaped; modality text|abc)
+    GET  /v1/facets?fields=key,meter&filter=rhythm%20=%20jig   ({"facets": {"key": [{"value", "count"}...]}})
     GET  /items/{id}  /health  /metrics
     """
     import uvicorn
