@@ -28,7 +28,7 @@ def index() -> None:
     "model_dir",
     type=click.Path(exists=True, file_okay=False),
     help="Model dir that made the shards, recorded so queries default to it "
-    "[default: $CLAMP_MODEL or build/model, if it is that model].",
+    "[default: the one the shards record, else $CLAMP_MODEL or build/model, if it is that model].",
 )
 @click.option(
     "--m", "m", default=16, show_default=True, help="HNSW links per node: more = better recall, more RAM."
@@ -64,6 +64,8 @@ def build(
         raise click.ClickException(str(err)) from err
     took = manifest["build_seconds"]
     click.echo(f"indexed {manifest['count']} tunes ({manifest['dim']}-d) in {took:.1f} s -> {out_dir}")
+    if manifest["superseded_skipped"]:
+        click.echo(f"left out {manifest['superseded_skipped']} superseded row(s) (their files changed since)")
     if manifest["model_dir"] is None:
         click.echo("note: no model dir recorded; queries will need --model DIR (or $CLAMP_MODEL)", err=True)
 

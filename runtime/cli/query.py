@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from runtime.search.index import Index, resolve_model_dir
+from runtime.search.hits import FILTER_HELP, Hit, hits_as_dicts, softmax_probs
+from runtime.search.index import Index, index_model, missing_model_error, read_manifest, resolve_model_dir
 from runtime.search.keys import (
     DEFAULT_TEMPLATE,
     Embedder,
@@ -24,7 +25,6 @@ from runtime.search.keys import (
     text_keys_file,
 )
 from runtime.search.keys import classify as classify_music
-from runtime.search.hits import FILTER_HELP, Hit, hits_as_dicts, softmax_probs
 
 TABLE_FIELDS = ("title", "rhythm", "meter", "key", "origin")  # shown when the hits carry them
 
@@ -83,10 +83,18 @@ def read_text_arg(text: str) -> str:
     return Path(text).read_text() if "\n" not in text and Path(text).is_file() else text
 
 
-def open_encoder(model_dir: str | None) -> Embedder:
-    from runtime.model.encoder import Encoder
+def open_encoder(model_dir: str | None, index_dir: str | None = None) -> Embedder:
+    """The model to encode with: --model, else --index's own model (a --model is checked against it)."""
+    if index_dir is None:
+        from runtime.model.encoder import Encoder
 
-    return Encoder.open(resolve_model_dir(model_dir))
+        return Encoder.open(resolve_model_dir(model_dir))
+    directory = Path(index_dir)
+    manifest = read_manifest(directory)
+    encoder = index_model(directory, manifest, model_dir)
+    if encoder is None:
+        raise missing_model_error(directory, manifest)
+    return encoder
 
 
 def index_options(command: Callable) -> Callable:
@@ -119,6 +127,15 @@ model_option = click.option(
     "model_dir",
     type=click.Path(file_okay=False),
     help="Model dir [default: the index's model if any, else $CLAMP_MODEL, else build/model].",
+)
+
+
+model_of_index_option = click.option(
+    "--index",
+    "index_dir",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Encode with this index's model (the one it was built with); --model must then be that model.",
 )
 
 
@@ -212,6 +229,7 @@ def _list_label_sets(ctx: click.Context, _param: click.Parameter, on: bool) -> N
     help="Print the built-in label sets and exit.",
 )
 @model_option
+@model_of_index_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def classify(
     music: str,
@@ -220,6 +238,7 @@ def classify(
     label_set_name: str | None,
     template: str | None,
     model_dir: str | None,
+    index_dir: str | None,
     as_json: bool,
 ) -> None:
     """Zero-shot classification of the tune in MUSIC (.abc/.mxl/.xml/.mid, or - for stdin) among labels.
@@ -229,7 +248,7 @@ def classify(
 
     \b
     clamp classify tune.abc --labels "jig,reel,hornpipe" --template "This is a {}."
-    clamp classify tune.abc --label-set tune-type
+    clamp classify tune.abc --label-set tune-type --index build/index
     """
     with user_errors():
         if (labels is None) == (label_set_name is None):
@@ -238,7 +257,7 @@ def classify(
             label_set(label_set_name) if label_set_name else (DEFAULT_TEMPLATE, labels.split(","))
         )
         hits = classify_music(
-            open_encoder(model_dir), read_music_arg(music, tune), names, template or set_template
+            open_encoder(model_dir, index_dir), read_music_arg(music, tune), names, template or set_template
         )
     emit(music, hits, as_json)
 
@@ -269,6 +288,7 @@ def classify(
 @click.option("--top-n", default=10, show_default=True, help="Number of results; 0 for all keys.")
 @tune_option
 @model_option
+@model_of_index_option
 @click.option("--no-cache", is_flag=True, help="Do not read or write the key feature cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def query(
@@ -279,6 +299,7 @@ def query(
     top_n: int,
     tune: int,
     model_dir: str | None,
+    index_dir: str | None,
     no_cache: bool,
     as_json: bool,
 ) -> None:
@@ -293,7 +314,7 @@ def query(
     clamp query tune.abc --query-modal music --key-modal music --keys tunes/ --top-n 5
     """
     with user_errors():
-        encoder = open_encoder(model_dir)
+        encoder = open_encoder(model_dir, index_dir)
         root = Path(keys_path)
         cache = None if no_cache else FeatureCache.for_keys(encoder.model_hash, root)
         keys: KeySet = (
