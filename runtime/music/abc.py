@@ -90,11 +90,11 @@ ID_SCHEME = "sha256(realpath, tune index, abc)"
 def source_path(path: str | Path) -> str:
     """A file's canonical source: its real path, so relative, absolute, ../x and symlink spellings agree.
 
-    A path that does not resolve to an existing file (a broken or looping symlink) keeps its own name,
-    made absolute, so the error row names what the user has.
+    A path that is not a regular file once resolved (a broken or looping symlink, a FIFO, a link to a
+    folder) keeps its own name, made absolute, so its error row names what the user has.
     """
     real = os.path.realpath(path)
-    return Path(real if os.path.exists(real) else os.path.abspath(path)).as_posix()
+    return Path(real if os.path.isfile(real) else os.path.abspath(path)).as_posix()
 
 
 def tune_id(source: str, index: int, abc: str) -> str:
