@@ -25,12 +25,11 @@ from indexer.shards import (
     ShardWriter,
     failure_keys,
     rows_table,
-    shard_ids,
     shard_schema,
     shards_metadata,
     shards_provenance,
 )
-from indexer.supersede import supersede
+from indexer.supersede import stored_ids, supersede
 from runtime.music.abc import ID_SCHEME, source_path
 
 STAGES = ("read", "patch", "wait", "infer", "write")
@@ -276,14 +275,15 @@ def embedding_run(
     writer = open_shards_dir(out_dir, encoder, options, found)
     stats = RunStats(ignored=found.ignored)
     sources = [source_path(f) for f in files]
-    intake = Intake(stats, writer, shard_ids(out_dir), failure_keys(out_dir), options.chunk_tunes, sources)
+    done_ids, stored = stored_ids(out_dir, sources)
+    intake = Intake(stats, writer, done_ids, failure_keys(out_dir), options.chunk_tunes, sources)
     progress = tqdm(unit="tune", disable=options.quiet, desc="embedding", dynamic_ncols=True)
     run = Run(files, writer, intake, progress)
     try:
         yield run
         run.show_progress()
         start = time.perf_counter()
-        stats.changed_files, stats.superseded_rows = supersede(out_dir, intake.current_ids())
+        stats.changed_files, stats.superseded_rows = supersede(out_dir, stored, intake.current_ids())
         stats.seconds["write"] += time.perf_counter() - start
         stats.status = "complete"
     except BaseException as err:

@@ -8,7 +8,7 @@ those rows out. The list is recomputed for every file a run reads, so a file cha
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pyarrow as pa
@@ -37,21 +37,29 @@ def write_superseded(shards_dir: str | Path, superseded: Mapping[str, str]) -> N
     write_atomic(table, Path(shards_dir) / SUPERSEDED_NAME)
 
 
-def rows_of_sources(shards_dir: str | Path, sources: Iterable[str]) -> Iterator[tuple[str, str]]:
-    """(id, source) of every shard row that came from one of these sources."""
-    wanted = set(sources)
+def stored_ids(shards_dir: str | Path, sources: Iterable[str]) -> tuple[set[str], dict[str, set[str]]]:
+    """Ids of every row in the shards (what a resumed run skips), and by source those of these sources."""
+    every: set[str] = set()
+    of_source: dict[str, set[str]] = {source: set() for source in sources}
     for batch in iter_shard_batches(shards_dir, columns=["id", "source"]):
         ids, row_sources = batch.column("id").to_pylist(), batch.column("source").to_pylist()
-        yield from ((i, s) for i, s in zip(ids, row_sources, strict=True) if s in wanted)
+        every.update(ids)
+        for item_id, source in zip(ids, row_sources, strict=True):
+            if source in of_source:
+                of_source[source].add(item_id)
+    return every, of_source
 
 
-def supersede(shards_dir: str | Path, current: Mapping[str, set[str]]) -> tuple[int, int]:
-    """Record as superseded the rows of these sources whose ids are not current; (files, rows) newly so.
+def supersede(
+    shards_dir: str | Path, stored: Mapping[str, set[str]], current: Mapping[str, set[str]]
+) -> tuple[int, int]:
+    """Record as superseded the stored rows of sources that no longer yield their ids; (files, rows) newly so.
 
-    `current`: for each source read whole in this run, every id it yields now.
+    `stored`: the ids in the shards of each source, when the run started; `current`: for each source read
+    whole in this run, every id it yields now.
     """
     before = read_superseded(shards_dir)
-    stale = {i: s for i, s in rows_of_sources(shards_dir, current) if i not in current[s]}
+    stale = {i: source for source, ids in current.items() for i in stored.get(source, set()) - ids}
     after = {i: s for i, s in before.items() if s not in current} | stale
     if after != before:
         write_superseded(shards_dir, after)
