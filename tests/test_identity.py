@@ -126,6 +126,10 @@ def test_a_rewritten_file_supersedes_its_old_rows_and_the_index_holds_each_curre
     clamp("index", "build", out, "--out", index)
     assert sorted(indexed_ids(index)) == sorted(before)
 
+    listed = out / "superseded.parquet"
+    listed.write_bytes(listed.read_bytes()[:-9] + b"X" + listed.read_bytes()[-8:])  # a damaged list
+    assert "superseded.parquet" in clamp("index", "build", out, "--out", index, ok=False)
+
 
 def test_a_file_that_cannot_be_read_supersedes_nothing(model_dir, tmp_path):
     folder = make_corpus(tmp_path)
