@@ -17,6 +17,7 @@ from helpers import tiny_model_dir
 from query_corpus import clamp, corpus_path, other_model_dir
 
 from indexer.reader import Failure, TuneRecord, expand_inputs, read_inputs
+from indexer.runner import EmbedOptions, embed_corpus
 from indexer.shards import (
     ShardWriter,
     iter_shard_batches,
@@ -129,6 +130,30 @@ def test_a_rewritten_file_supersedes_its_old_rows_and_the_index_holds_each_curre
     listed = out / "superseded.parquet"
     listed.write_bytes(listed.read_bytes()[:-9] + b"X" + listed.read_bytes()[-8:])  # a damaged list
     assert "superseded.parquet" in clamp("index", "build", out, "--out", index, ok=False)
+
+
+class InterruptedEncoder:
+    """The real encoder, but Ctrl-C arrives at its first batch."""
+
+    def __init__(self, inner: Encoder):
+        self.inner = inner
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def embed_patches(self, patches, max_batch_patches):
+        raise KeyboardInterrupt
+
+
+def test_only_a_complete_run_supersedes(model_dir, tmp_path):
+    folder = make_corpus(tmp_path)
+    out = tmp_path / "shards"
+    embed(model_dir, out, folder)
+    rewrite(folder / "0721-0730.abc")
+    with pytest.raises(KeyboardInterrupt):
+        embed_corpus([str(folder)], InterruptedEncoder(Encoder.open(model_dir)), out, EmbedOptions(workers=0))
+    assert not (out / "superseded.parquet").exists()  # it had not read every file yet
+    assert "3 old row(s) superseded" in embed(model_dir, out, folder)
 
 
 def test_a_file_that_cannot_be_read_supersedes_nothing(model_dir, tmp_path):
