@@ -46,7 +46,9 @@ def build(
     """Build an index dir from SHARDS_DIR (written by `clamp embed`).
 
     The index dir holds index.hnsw (the graph), items.sqlite (metadata and ABC of every tune),
-    vectors.npy (for exact search) and manifest.json. An existing index at --out is replaced.
+    vectors.npy (for exact search) and manifest.json (with the model dir the shards record, so queries
+    need no --model). Rows superseded since they were embedded (their file changed) are left out. An
+    existing index at --out is replaced.
     """
     from indexer.index_build import build_index
 
