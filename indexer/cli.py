@@ -110,10 +110,13 @@ def embed(
     .midi) scores converted to ABC (60 s a file at most), and tables (.jsonl, .parquet) with an ABC
     column; other columns of a table are kept as metadata.
     Rerunning the same command continues where a crashed or interrupted run stopped, and adding files
-    then rerunning embeds only the new tunes. Tunes that fail are listed in OUT/errors/ with the reason,
-    among them what is not ABC music (binary data, no bar line) and scores over the converter's limits
-    (1,000,000 XML elements; $CLAMP_CONVERTER_MEMORY_MB, default 1024). Each run writes its counts and
-    stage timings to OUT/stats/; the progress bar counts the tunes first, for its total and ETA.
+    then rerunning embeds only the new tunes; a file changed since gets its new tunes embedded and its
+    old rows superseded (`clamp index build` leaves them out). A tune's id comes from the file's real
+    path, so any spelling of a path gives the same ids. Tunes and files that fail (FIFOs and broken
+    symlinks in a folder too) are listed in OUT/errors/ with the reason, among them what is not ABC music
+    (binary data, no bar line) and scores over the converter's limits (1,000,000 XML elements;
+    $CLAMP_CONVERTER_MEMORY_MB, default 1024). Each run writes its counts and stage timings to OUT/stats/;
+    the progress bar counts the tunes first, for its total and ETA.
 
     --engine ray runs the same steps on Ray (docs/distributed.md) and writes the same shards.
 

@@ -15,7 +15,7 @@ from serving import serving
 
 from indexer.reader import Failure, TuneRecord, read_inputs
 from indexer.shards import iter_shard_batches, read_errors
-from runtime.music.validate import EXCERPT_CHARS, has_sure_bar, music_problem, n_bar_patches
+from runtime.music.validate import has_sure_bar, music_problem, n_bar_patches
 from runtime.search.index import Index
 from runtime.serve.server import create_app
 
@@ -39,9 +39,8 @@ def test_music_is_text_with_a_bar_and_a_reason_says_why_not():
 def test_reasons_quote_a_short_excerpt_never_the_input():
     reason = music_problem(EXECUTABLE.decode("latin-1"))
     assert len(reason) < 200 and "\\x7fELF" in reason
-    long_text = "no bars here " * 100_000
-    quoted = music_problem(long_text).split(" in ", 1)[1]
-    assert len(quoted.split("; ")[0]) <= EXCERPT_CHARS + 3  # the repr and "..."
+    reason = music_problem("no bars here " * 100_000)
+    assert len(reason) < 200 and "(1300000 characters in all)" in reason
 
 
 def test_bars_beyond_a_long_first_stretch_are_found():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from runtime.music.patching import abc_filter, patch_strings
+from runtime.search.limits import excerpt
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _HEADER_PATCH = re.compile(r"^([A-Za-z]:|%%score)")
@@ -20,7 +21,7 @@ _NOT_BAR_LINE = re.compile(r"[ -$&-9;-Z\\^-{}~]")
 # Where has_sure_bar says no, bars are counted in a prefix first: a bar of a prefix is a bar of the whole
 # tune, and patching a 10 MB tune in full only to learn that it has bars costs seconds.
 _PREFIX_CHARS = 1 << 16
-EXCERPT_CHARS = 40  # the longest quotation of the input a message holds (its repr, escapes included)
+QUOTED_CHARS = 40  # how much of the input a reason quotes (as a repr: control characters escaped)
 
 
 class NotMusicError(ValueError):
@@ -43,14 +44,6 @@ def has_sure_bar(abc: str) -> bool:
     return False
 
 
-def excerpt(text: str, at: int = 0) -> str:
-    """A short, printable quotation of text from position `at`, for messages that must not echo the input."""
-    piece = text[at : at + EXCERPT_CHARS]
-    while len(repr(piece)) > EXCERPT_CHARS:
-        piece = piece[:-1]
-    return repr(piece) + ("..." if len(text) > at + len(piece) else "")
-
-
 def music_problem(abc: str, min_bars: int = 1) -> str | None:
     """Why `abc` is not ABC music (with an excerpt of it), or None when it is."""
     control = _CONTROL.search(abc)
@@ -58,7 +51,7 @@ def music_problem(abc: str, min_bars: int = 1) -> str | None:
         at = control.start()
         return (
             f"not ABC music: binary data (control character {ord(control.group()):#04x} at character {at}) "
-            f"near {excerpt(abc, max(0, at - 10))}"
+            f"near {excerpt(abc[max(0, at - 8) :], QUOTED_CHARS // 2)!r}"
         )
     if min_bars == 1 and has_sure_bar(abc):
         return None
@@ -67,7 +60,7 @@ def music_problem(abc: str, min_bars: int = 1) -> str | None:
     if len(abc) > _PREFIX_CHARS and n_bar_patches(abc) >= min_bars:
         return None
     need = "no bar line (|) closes a bar" if min_bars == 1 else f"fewer than {min_bars} bars"
-    return f"no music: {need} in {excerpt(abc)}; CLaMP encodes music bar by bar"
+    return f"no music: {need} in {excerpt(abc, QUOTED_CHARS)!r}; CLaMP encodes music bar by bar"
 
 
 def require_music(abc: str, where: str) -> str:
