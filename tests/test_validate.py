@@ -1,8 +1,13 @@
-"""One rule for "this is not ABC music" (runtime.music.validate), met at every entry: embed, CLI and HTTP."""
+"""One rule for "this is not ABC music" (runtime.music.validate), met at every entry: embed, CLI and HTTP.
+
+A hostile score (over the converter's element budget) is refused at the same entries: error row, 413, exit 1.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +28,14 @@ JIG = "X:1\nT:The Kesh\nR:jig\nM:6/8\nK:G\n|:GAG GAB|ABA ABd:|\n"
 LS = Path("/bin/ls")
 EXECUTABLE = LS.read_bytes()[:200_000] if LS.is_file() else b"\x7fELF\x02\x01\x00" * 30_000
 NO_BARS = "X:2\nT:Written without bar lines\nK:D\ndefg abag fedc\n"
+
+
+def xml_bomb() -> bytes:
+    """An 11 kB .mxl of 3,000,000 XML elements: over the converter's element budget."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as mxl:
+        mxl.writestr("score.xml", b"<score-partwise>" + b"<a/>" * 3_000_000 + b"</score-partwise>")
+    return archive.getvalue()
 
 
 def test_music_is_text_with_a_bar_and_a_reason_says_why_not():
@@ -91,12 +104,14 @@ def test_embed_puts_what_is_not_music_in_the_errors_table(built, tmp_path):
     folder.mkdir()
     (folder / "ls.abc").write_bytes(EXECUTABLE)
     (folder / "tunes.abc").write_text(JIG + "\n" + NO_BARS)
+    (folder / "bomb.mxl").write_bytes(xml_bomb())
     out = tmp_path / "shards"
     clamp("embed", folder, "--model", built.model_dir, "--out", out, "--workers", 0, "--quiet")
     stored = [r["source"] for b in iter_shard_batches(out, ["source"]) for r in b.to_pylist()]
     assert [Path(s).name for s in stored] == ["tunes.abc"]
     errors = {(Path(e["source"]).name, e["tune_index"]): e["reason"] for e in read_errors(out).to_pylist()}
     assert errors[("tunes.abc", 1)].startswith("no music") and "binary data" in errors[("ls.abc", 0)]
+    assert "more than 1,000,000 XML elements" in errors[("bomb.mxl", None)]
 
 
 def test_http_answers_422_with_a_short_reason_for_what_is_not_music(client):
@@ -111,14 +126,20 @@ def test_http_answers_422_with_a_short_reason_for_what_is_not_music(client):
     assert embeddings.status_code == 422 and embeddings.json()["detail"].startswith("input 1: no music")
     assert client.post("/v1/embeddings", json={"input": "", "modality": "abc"}).status_code == 422
     assert client.post("/v1/embeddings", json={"input": JIG, "modality": "abc"}).status_code == 200
+    bomb = client.post("/similar", files={"file": ("bomb.mxl", xml_bomb())})
+    assert bomb.status_code == 413 and "more than 1,000,000 XML elements" in bomb.json()["detail"]
 
 
 def test_cli_exits_1_with_one_line_for_what_is_not_music(built, tmp_path):
     (tmp_path / "ls.abc").write_bytes(EXECUTABLE)
+    (tmp_path / "bomb.mxl").write_bytes(xml_bomb())
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "no-bars.abc").write_text(NO_BARS)
     out = clamp("similar", tmp_path / "ls.abc", "--index", built.index_dir, ok=False)
     assert out.startswith("Error: ") and "binary data" in out and len(out.splitlines()) == 1
+    out = clamp("similar", tmp_path / "bomb.mxl", "--index", built.index_dir, ok=False)
+    assert "bomb.mxl: cannot convert this musicxml file: the score has more than" in out
+    assert len(out.splitlines()) == 1
     out = clamp("similar", "-", "--index", built.index_dir, input="hello", ok=False)
     assert "the ABC text: no music" in out
     keys = ("--keys", tmp_path / "keys", "--query-modal", "text", "--key-modal", "music", "--no-cache")
