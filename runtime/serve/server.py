@@ -85,7 +85,12 @@ def create_app(
     Guards, outermost first: CORS (off unless origins are given), the API key (when one is given), the
     request timeout, bounded concurrency (429) with metrics, the body limit (413).
     """
-    app = FastAPI(title="clamp-index", summary="Cross-modal symbolic music retrieval with CLaMP.")
+    app = FastAPI(
+        title="clamp-index",
+        summary="Cross-modal symbolic music retrieval with CLaMP.",
+        docs_url=None,  # add_web_page serves /docs from vendored files; FastAPI's pages load CDNs
+        redoc_url=None,
+    )
     metrics = Metrics()
     in_flight = {"n": 0}
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # inside `guard`, which is added after it
