@@ -113,6 +113,20 @@ def test_items_health_metrics_and_docs(client, index):
     } <= paths.keys()
 
 
+def test_sources_are_shown_relative_to_the_corpus_root(client, built):
+    assert str(built.abc_dir).startswith("/")  # the index stores the server's absolute paths
+    files = {f.name for f in built.files}
+    searched = client.post("/search", json={"text": "a jig", "k": 50}).json()["results"]
+    first = searched[0]["id"]
+    similar = client.post("/similar", json={"id": first, "k": 50}).json()["results"]
+    item = client.get(f"/items/{first}").json()
+    uploaded = client.post(
+        "/similar", files={"file": ("q.abc", (built.abc_dir / "oneills1850-0721-0730.abc").read_bytes())}
+    ).json()["results"]
+    sources = [row["source"] for row in (*searched, *similar, item, *uploaded)]
+    assert set(sources) <= files and len(set(sources)) > 1
+
+
 def test_request_size_limits_declared_or_chunked(client):
     big = client.post("/search", json={"text": "x" * 200_000})
     assert big.status_code == 413 and "over 100000 bytes" in big.json()["detail"]

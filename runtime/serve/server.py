@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 import click
@@ -94,6 +95,11 @@ def create_app(
     metrics = Metrics()
     in_flight = {"n": 0}
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # inside `guard`, which is added after it
+    source_root = index.items.source_root()
+
+    def public(rows: list[dict]) -> list[dict]:
+        """Rows as the API shows them: `source` relative to the corpus root, never the server's own path."""
+        return [relative_source(row, source_root) for row in rows]
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -149,7 +155,7 @@ def create_app(
         hits = timed(request, "search", index.search_vectors, vector, options.k, **options.search_options())[
             0
         ]
-        return {"query": query, "results": hits_as_dicts(hits)}
+        return {"query": query, "results": public(hits_as_dicts(hits))}
 
     @app.post("/search", summary="Semantic search: tunes matching a text description")
     def search(body: SearchRequest, request: Request) -> dict:
@@ -184,7 +190,7 @@ def create_app(
     def similar_hits(request: Request, body: SimilarRequest) -> dict:
         if body.id is not None:
             hits = index.similar_to(body.id, body.k, **body.search_options())
-            return {"query": body.id, "results": hits_as_dicts(hits)}
+            return {"query": body.id, "results": public(hits_as_dicts(hits))}
         if not body.abc:
             raise HTTPException(
                 422, "give the query tune as `abc` (JSON), a `file` upload, or an indexed `id`"
@@ -243,7 +249,7 @@ def create_app(
         found = index.item(item_id)
         if found is None:
             raise UnknownItemError(f"no item with id {item_id!r}")
-        return found
+        return public([found])[0]
 
     @app.get("/health", summary="Liveness, and what is served")
     def health() -> dict:
@@ -270,6 +276,15 @@ def create_app(
             allow_headers=["*"],
         )
     return app
+
+
+def relative_source(row: dict, root: str) -> dict:
+    """The row with its `source` path relative to `root` (a file outside it: its name only)."""
+    source = row.get("source")
+    if not source:
+        return row
+    relative = source[len(root) :] if source.startswith(root) else Path(source).name
+    return {**row, "source": relative}
 
 
 def is_public(path: str) -> bool:

@@ -1,5 +1,5 @@
-"""The web page of `clamp serve`: the page at /, its files under /static, the label sets it offers, and the API
-docs at /docs drawn with a vendored Swagger UI (no CDN: the docs work offline)."""
+"""The web page of `clamp serve`: the page at /, its files under /static, the label sets it offers, and the
+API docs at /docs drawn with a vendored Swagger UI (no CDN: the docs work offline)."""
 
 from __future__ import annotations
 
