@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from runtime.cli import precision_option
+from runtime.music.abc import split_tunes
 from runtime.serve.guards import ApiKey, BodyLimit, Metrics, route_of
 from runtime.search.index import Index, UnknownItemError
 from runtime.search.keys import DEFAULT_TEMPLATE, classify, label_set, read_music, upload_abc
@@ -162,21 +163,7 @@ def create_app(
         vector = timed(request, "encode", index.require_encoder().embed_texts, [body.text])
         return search_response(request, body.text, vector, body)
 
-    similar_body = {
-        "content": {
-            "application/json": {"schema": SimilarRequest.model_json_schema()},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "a score"},
-                        **{name: {"type": "string"} for name in ("k", "filter", "exact", "with_abc", "tune")},
-                    },
-                }
-            },
-        }
-    }
+    similar_body = upload_body(("k", "filter", "exact", "with_abc", "tune"), SimilarRequest)
 
     @app.post(
         "/similar",
@@ -202,19 +189,30 @@ def create_app(
     async def similar_request(request: Request) -> SimilarRequest:
         try:
             if request.headers.get("content-type", "").startswith("multipart/form-data"):
-                form = await request.form(
-                    max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_ABC_CHARS
-                )
-                upload = form.get("file")
-                if upload is None or isinstance(upload, str):
-                    raise HTTPException(422, "multipart request needs a `file` field (.abc, .mxl or .mid)")
-                fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
-                data = await upload.read()
-                abc = await run_in_threadpool(upload_abc, upload.filename or "upload.abc", data)
+                abc, fields = await read_upload(request)
                 return SimilarRequest(**fields, abc=abc)
             return SimilarRequest.model_validate_json(await request.body())
         except ValidationError as err:
             raise HTTPException(422, json.loads(err.json(include_url=False))) from err
+
+    async def read_upload(request: Request) -> tuple[str, dict[str, str]]:
+        """The ABC of a multipart request's `file` (MusicXML/MIDI converted), and its other fields."""
+        form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_ABC_CHARS)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(422, "multipart request needs a `file` field (.abc, .mxl or .mid)")
+        fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+        data = await upload.read()
+        return await run_in_threadpool(upload_abc, upload.filename or "upload.abc", data), fields
+
+    @app.post(
+        "/convert",
+        summary="An uploaded score as the ABC the queries read (MusicXML and MIDI converted), with its tunes",
+        openapi_extra={"requestBody": upload_body(())},
+    )
+    async def convert(request: Request) -> dict:
+        abc, _ = await read_upload(request)
+        return {"abc": abc, "titles": [tune.meta.get("title") for tune in split_tunes(abc)]}
 
     @app.post("/classify", summary="Zero-shot classification of an ABC tune among text labels")
     def classify_tune(body: ClassifyRequest, request: Request) -> dict:
@@ -276,6 +274,20 @@ def create_app(
             allow_headers=["*"],
         )
     return app
+
+
+def upload_body(fields: tuple[str, ...], json_model: type[BaseModel] | None = None) -> dict:
+    """The OpenAPI request body of a route reading a multipart score `file` (plus string `fields`, or JSON)."""
+    properties = {
+        "file": {"type": "string", "format": "binary", "description": "a score"},
+        **{name: {"type": "string"} for name in fields},
+    }
+    content = {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": properties}}
+    }
+    if json_model is not None:
+        content = {"application/json": {"schema": json_model.model_json_schema()}, **content}
+    return {"content": content}
 
 
 def relative_source(row: dict, root: str) -> dict:
