@@ -447,7 +447,7 @@ def test_facet_dropdowns_narrow_the_search_or_hide_when_the_server_has_none(brow
     with local_serving(with_facets) as client:
         url = str(client.base_url)
         browser.get(f"{url}/")
-        key = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#facets select[aria-label=Key]"))
+        key = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#facets select[data-field=key]"))
         counts = client.get("/v1/facets", params={"fields": "key"}).json()["facets"]["key"]
         top = counts[0]
         assert key.find_elements(By.TAG_NAME, "option")[1].text == f"{top['value']} ({top['count']})"

@@ -84,11 +84,12 @@ async function loadFacets() {
     if (!values.length) continue;
     const select = make("select");
     select.dataset.field = field;
-    select.setAttribute("aria-label", name);
-    select.append(new Option(`${name}: any`, ""),
+    select.append(new Option("any", ""),
       ...values.map(({ value, count }) => new Option(`${value} (${count.toLocaleString()})`, value)));
     select.addEventListener("change", () => search());
-    facetBox.append(select);
+    const label = make("label", "facet", name);
+    label.append(select);
+    facetBox.append(label);
   }
   facetBox.hidden = !facetBox.children.length;
 }

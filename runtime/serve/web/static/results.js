@@ -7,7 +7,7 @@ const MAX_RESULTS = 1000;
 // Set by the hybrid search mode: the best hit is no closer than hits of unrelated queries.
 const CHANCE_FLAG = "no_better_than_chance";
 const LINE_FACTS = ["key", "meter", "rhythm"];
-const DETAIL_FIELDS = [["title", "Title"], ["key", "Key"], ["meter", "Meter"], ["rhythm", "Rhythm"],
+const DETAIL_FIELDS = [["key", "Key"], ["meter", "Meter"], ["rhythm", "Rhythm"],
   ["origin", "Origin"], ["composer", "Composer"], ["collection", "Collection"], ["source", "File"],
   ["tune_index", "Tune in file"]];
 
