@@ -115,6 +115,8 @@ def page(browser, server) -> Iterator[webdriver.Chrome]:
     """The page freshly loaded (label sets and health read); after the test, no script errors."""
     browser.set_window_size(1100, 1000)
     browser.get(server + "/")
+    permissions = ["clipboardReadWrite", "clipboardSanitizedWrite"]
+    browser.execute_cdp_cmd("Browser.grantPermissions", {"origin": server, "permissions": permissions})
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#label-set option"))
     yield browser
     script_errors = [
@@ -178,6 +180,14 @@ def api_search(page, text: str, k: int) -> list[dict]:
     return httpx.post(page.current_url.split("?")[0] + "search", json={"text": text, "k": k}).json()[
         "results"
     ]
+
+
+def clipboard(page) -> str:
+    """The clipboard's text once a copy has said it is done."""
+    wait_for(
+        page, lambda d: d.find_element(By.CSS_SELECTOR, "#status.done").text.startswith("Copied the ABC of")
+    )
+    return page.execute_async_script("navigator.clipboard.readText().then(arguments[0])")
 
 
 def test_search_lists_a_line_per_tune_and_unfolds_one_on_a_click(page):
@@ -271,21 +281,14 @@ def test_example_queries_are_the_models_own_prompts(page):
 
 def test_copy_and_download_a_tunes_abc(page, tmp_path):
     origin = page.current_url.rstrip("/")
-    page.execute_cdp_cmd(
-        "Browser.grantPermissions",
-        {"origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
-    )
     page.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
     page.find_element(By.ID, "search-text").send_keys("a hornpipe", Keys.ENTER)
     line = wait_for_results(page, "Tunes matching “a hornpipe”")[0]
     abc = httpx.get(f"{origin}/items/{line.get_attribute('data-id')}").json()["abc"]
     detail = unfold(line)
     detail.find_element(By.CSS_SELECTOR, "button.copy").click()
-    done = wait_for(page, lambda d: d.find_element(By.CSS_SELECTOR, "#status.done").text)
-    assert done.startswith("Copied the ABC of")
-    copied = page.execute_async_script("navigator.clipboard.readText().then(arguments[0])")
-    assert copied == abc
-    detail.find_element(By.CSS_SELECTOR, "a.download").click()
+    assert clipboard(page) == abc
+    detail.find_element(By.CSS_SELECTOR, "button.download").click()
     saved = wait_for(page, lambda d: [f for f in tmp_path.glob("*.abc")])
     assert saved[0].read_text() == abc and saved[0].stem
 
@@ -298,6 +301,8 @@ def test_similar_music_from_an_upload_shows_the_abc_the_model_read(page, corpus)
     box = form.find_element(By.NAME, "abc")
     wait_for(page, lambda d: box.get_attribute("value") == jigs.read_text())
     assert "holds 10 tunes" in form.find_element(By.CSS_SELECTOR, ".file-note").text
+    form.find_element(By.CSS_SELECTOR, "button.copy").click()  # the converted ABC, to take elsewhere
+    assert clipboard(page) == jigs.read_text()
     tune = form.find_element(By.NAME, "tune")
     tune.clear()
     tune.send_keys("2")

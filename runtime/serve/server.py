@@ -358,6 +358,7 @@ def serve(
     POST /similar         {"abc": "X:1 ..."} or {"id": "..."} or a multipart .abc `file`
     POST /classify        {"abc": "X:1 ...", "labels": ["jig", "reel"]} or {"label_set": "tune-type"}
     POST /v1/embeddings   {"input": ["a jig"], "modality": "text"}   (OpenAI-shaped; modality text|abc)
+    POST /convert         a multipart score `file` -> {"abc": the ABC the model reads, "titles": [...]}
     GET  /items/{id}  /health  /metrics
     """
     import uvicorn

@@ -22,6 +22,8 @@ def add_web_page(app: FastAPI) -> None:
     The app must be made with `docs_url=None, redoc_url=None`: FastAPI's own docs pages load Swagger UI
     and ReDoc from CDNs, so they are blank offline.
     """
+    if app.docs_url or app.redoc_url:
+        raise ValueError("make the app with FastAPI(docs_url=None, redoc_url=None): the page serves /docs")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)

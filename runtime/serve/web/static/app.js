@@ -48,7 +48,7 @@ function search({ push = true } = {}) {
   const text = searchForm.elements.text.value.trim();
   if (!text) return;
   const filter = searchFilter();
-  if (push) history.pushState(null, "", searchUrl());
+  if (push) remember(searchUrl());
   showQuery({
     heading: `Tunes matching “${text}”`,
     doing: "Searching",
@@ -60,7 +60,7 @@ function search({ push = true } = {}) {
 
 function moreLike({ id, title }, { push = true } = {}) {
   const name = title || "this tune";
-  if (push) history.pushState(null, "", `?${new URLSearchParams({ like: id, title: name })}`);
+  if (push) remember(`?${new URLSearchParams({ like: id, title: name })}`);
   showQuery({
     heading: `More like “${name}”`,
     doing: "Finding similar tunes",
@@ -118,6 +118,11 @@ searchForm.addEventListener("submit", (event) => {
 });
 
 // ---- the URL: what is shown, so that back, forward and bookmarks work ----
+
+/** A new entry in the browser's history for a query (none when it repeats the one shown). */
+function remember(search) {
+  if (search !== location.search) history.pushState(null, "", search);
+}
 
 /** Show what the URL says: a search (q, filter, facets, k), more like a tune (like, title), or nothing. */
 function followUrl() {

@@ -1,4 +1,5 @@
 // Ranked tunes (search and similar music) as a compact list: a line per tune, its score on demand, more pages.
+import { copyAbc, downloadAbc } from "./abc-file.js";
 import { $, api, make, run, showStatus } from "./api.js";
 import { drawScore, foldLongScore, stopPlayback, togglePlay } from "./score.js";
 
@@ -108,35 +109,8 @@ function fillDetail(line, hit) {
   $(".play", line).addEventListener("click", (event) => togglePlay(tune, event.currentTarget));
   $(".more", line).addEventListener("click", () => resultActions.moreLike(hit));
   $(".labels", line).addEventListener("click", () => resultActions.labelTune(hit.abc));
-  $(".copy", line).addEventListener("click", () => copyText(hit.abc, `the ABC of “${hit.title || hit.id}”`));
-  const download = $(".download", line);
-  download.href = URL.createObjectURL(new Blob([hit.abc], { type: "text/vnd.abc;charset=utf-8" }));
-  download.download = `${fileName(hit.title || hit.id)}.abc`;
-}
-
-/** A file name for a tune: its title's letters and digits joined by hyphens. */
-function fileName(title) {
-  return title.normalize("NFKD").replace(/[^\p{L}\p{N}]+/gu, "-").replace(/^-|-$/g, "").slice(0, 80) || "tune";
-}
-
-/** Put text on the clipboard; pages served over plain http from another host have no Clipboard API. */
-async function copyText(text, what) {
-  try {
-    if (navigator.clipboard && window.isSecureContext) {
-      await navigator.clipboard.writeText(text);
-    } else {
-      const scratch = make("textarea");
-      scratch.value = text;
-      document.body.append(scratch);
-      scratch.select();
-      const copied = document.execCommand("copy");
-      scratch.remove();
-      if (!copied) throw new Error("the browser refused");
-    }
-    showStatus("done", `Copied ${what}.`);
-  } catch (err) {
-    showStatus("error", `Copying ${what} failed: ${err.message}. Use Download ABC instead.`);
-  }
+  $(".copy", line).addEventListener("click", () => copyAbc(hit.abc, hit.title || hit.id));
+  $(".download", line).addEventListener("click", () => downloadAbc(hit.abc, hit.title || hit.id));
 }
 
 $("#show-scores").addEventListener("change", (event) => {

@@ -1,4 +1,5 @@
 // The two tools that take a tune (similar music, zero-shot labels): ABC pasted or read from a file.
+import { copyAbc, downloadAbc } from "./abc-file.js";
 import { $, api, make, run, showStatus } from "./api.js";
 import { drawScore, tuneOf } from "./score.js";
 import { showQuery } from "./results.js";
@@ -38,6 +39,9 @@ function musicInput(form) {
     fromFile = null;
     note.textContent = "";
   });
+  const title = () => box.value.match(/^T:\s*(.+)$/m)?.[1].trim() ?? fromFile ?? "the tune";
+  $(".copy", form).addEventListener("click", () => copyAbc(box.value, title()));
+  $(".download", form).addEventListener("click", () => downloadAbc(box.value, title()));
 
   return async () => {
     await converting; // a file chosen just before the submit is read first
