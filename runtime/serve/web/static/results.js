@@ -7,7 +7,7 @@ import { drawScore, foldLongScore, stopPlayback, togglePlay } from "./score.js";
 const MAX_RESULTS = 1000;
 // Set by the hybrid search mode: the best hit is no closer than hits of unrelated queries.
 const CHANCE_FLAG = "no_better_than_chance";
-const LINE_FACTS = ["key", "meter", "rhythm"];
+const LINE_FACTS = ["key", "meter", "rhythm", "origin"];
 const DETAIL_FIELDS = [["key", "Key"], ["meter", "Meter"], ["rhythm", "Rhythm"],
   ["origin", "Origin"], ["composer", "Composer"], ["collection", "Collection"], ["source", "File"],
   ["tune_index", "Tune in file"]];
@@ -51,8 +51,9 @@ function loadMore() {
   run("Loading more", "Loading more failed", async (signal) => {
     const answer = await query.fetch(k, signal);
     query.asked = k;
+    const first = query.shown.size;
     append(answer.results.filter((hit) => !query.shown.has(hit.id)));
-    list.children[query.shown.size - 1]?.querySelector(".line").focus();
+    list.children[first]?.querySelector(".line").focus(); // keyboard users go on where the new lines start
   });
 }
 
@@ -69,7 +70,7 @@ function resultLine(hit, rank) {
   line.dataset.id = hit.id;
   $(".rank", line).textContent = `${rank + 1}`;
   $(".title", line).textContent = hit.title || "Untitled";
-  $(".facts", line).textContent = [...LINE_FACTS.map((field) => hit[field]), hit.origin].filter(Boolean).join(" · ");
+  $(".facts", line).textContent = LINE_FACTS.map((field) => hit[field]).filter(Boolean).join(" · ");
   if (Array.isArray(hit.found_by)) $(".found-by", line).textContent = `by ${hit.found_by.join(" + ")}`;
   const z = typeof hit.z === "number" ? ` · z ${hit.z.toFixed(1)}` : "";
   $(".similarity", line).textContent = `cosine ${hit.score.toFixed(3)}${z}`;
