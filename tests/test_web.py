@@ -391,7 +391,7 @@ def test_a_result_opens_in_zero_shot_and_api_errors_read_plainly(page):
     shoot(page, "error")
 
 
-# Adds what hybrid search answers (engineer F2's `found_by`, `z` and chance flag) to /search answers.
+# Adds what hybrid search answers (each hit's `found_by` and `z`, the chance flag) to /search answers.
 HYBRID_FIELDS = """
 const realFetch = window.fetch;
 window.fetch = async (url, init) => {
@@ -420,7 +420,7 @@ def test_hybrid_fields_show_who_found_a_tune_and_a_match_no_better_than_chance(p
 
 
 def facet_stub(index: Index):
-    """GET /v1/facets as engineer F1 specified it, counted straight from items.sqlite."""
+    """GET /v1/facets in its specified shape, counted straight from items.sqlite."""
 
     def facets(fields: str) -> dict:
         with sqlite3.connect(index.items.path) as db:
@@ -442,7 +442,7 @@ def facet_stub(index: Index):
 def test_facet_dropdowns_narrow_the_search_or_hide_when_the_server_has_none(browser, corpus):
     index = Index.open(corpus.index_dir)
     with_facets, without_facets = create_app(index), create_app(index)
-    if "/v1/facets" not in with_facets.state.routes:  # until engineer F1's endpoint is merged
+    if "/v1/facets" not in with_facets.state.routes:  # a stand-in until the real endpoint is merged
         with_facets.add_api_route("/v1/facets", facet_stub(index), methods=["GET"])
     without_facets.router.routes = [r for r in without_facets.router.routes if r.path != "/v1/facets"]
     with local_serving(without_facets) as client:

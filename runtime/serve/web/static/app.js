@@ -29,7 +29,7 @@ function searchFilter() {
   const facets = [...facetBox.querySelectorAll("select")].filter((select) => select.value)
     .map((select) => `${select.dataset.field} = ${quoted(select.value)}`);
   if (!facets.length) return typed;
-  return [typed && `(${typed})`, ...facets].filter(Boolean).join(" and "); // facets come with F1's grammar
+  return [typed && `(${typed})`, ...facets].filter(Boolean).join(" and "); // servers with /v1/facets parse parentheses
 }
 
 /** The URL of the search in the form (text, typed filter, facets, page size). */
