@@ -7,7 +7,6 @@ Screenshots of every panel go to build/screenshots/ for people to look at.
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -40,7 +39,6 @@ from serving import serving as local_serving  # noqa: E402
 
 from runtime.music.abc import split_tunes  # noqa: E402
 from runtime.search.index import Index  # noqa: E402
-from runtime.search.items import FILTER_COLUMNS  # noqa: E402
 from runtime.serve.server import create_app  # noqa: E402
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "build" / "screenshots"
@@ -421,31 +419,9 @@ def test_hybrid_fields_show_who_found_a_tune_and_a_match_no_better_than_chance(p
     assert text_of(lines[0].find_element(By.CSS_SELECTOR, ".similarity")).endswith("· z 0.4")
 
 
-def facet_stub(index: Index):
-    """GET /v1/facets in its specified shape, counted straight from items.sqlite."""
-
-    def facets(fields: str) -> dict:
-        with sqlite3.connect(index.items.path) as db:
-            found = {}
-            for field in fields.split(","):
-                if field not in FILTER_COLUMNS:
-                    found[field] = []
-                    continue
-                rows = db.execute(
-                    f'SELECT "{field}", COUNT(*) FROM items WHERE "{field}" IS NOT NULL '
-                    f'GROUP BY "{field}" ORDER BY COUNT(*) DESC'
-                )
-                found[field] = [{"value": value, "count": count} for value, count in rows]
-        return {"facets": found}
-
-    return facets
-
-
 def test_facet_dropdowns_narrow_the_search_or_hide_when_the_server_has_none(browser, corpus):
     index = Index.open(corpus.index_dir)
     with_facets, without_facets = create_app(index), create_app(index)
-    if "/v1/facets" not in with_facets.state.routes:  # a stand-in until the real endpoint is merged
-        with_facets.add_api_route("/v1/facets", facet_stub(index), methods=["GET"])
     without_facets.router.routes = [r for r in without_facets.router.routes if r.path != "/v1/facets"]
     with local_serving(without_facets) as client:
         browser.get(f"{client.base_url}/")
