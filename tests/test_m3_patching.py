@@ -1,4 +1,4 @@
-"""M3 patching (CLaMP 2 / CLaMP 3) against the spec's worked examples (clamp2-3-spec §11, §15) and edge cases."""
+"""M3 patching (CLaMP 2 / CLaMP 3) against the spec's worked examples (clamp2-3-spec §11, §15), edge cases."""
 
 from __future__ import annotations
 
@@ -41,8 +41,14 @@ def test_single_voice_clamp3_patches_and_ids_match_the_spec():
     assert (ids[0] == BOS_ID).all()
     assert ids[-1][0] == BOS_ID and (ids[-1][1:] == EOS_ID).all()
     assert decode_m3_patches(ids)[1:-1] == [
-        "Q:1/4=100\n", "M:4/4\n", "K:G\n", 'V:1 treble nm="Violin" snm="Vln"\n',
-        '[V:1]"G" G2 A2 B2 G2|\n', "[V:1]d2 B2 G2 B2|\n", '[V:1]"D7" A2 F2 D2 F2|\n', "[V:1]G4 G4|]\n",
+        "Q:1/4=100\n",
+        "M:4/4\n",
+        "K:G\n",
+        'V:1 treble nm="Violin" snm="Vln"\n',
+        '[V:1]"G" G2 A2 B2 G2|\n',
+        "[V:1]d2 B2 G2 B2|\n",
+        '[V:1]"D7" A2 F2 D2 F2|\n',
+        "[V:1]G4 G4|]\n",
     ]
     assert ids[1][:10].tolist() == [1, 81, 58, 49, 47, 52, 61, 49, 48, 48]
     assert ids[3][:10].tolist() == [1, 75, 58, 71, 10, 2, 0, 0, 0, 0]
@@ -60,7 +66,12 @@ def test_two_voices_one_patch_per_voice_bar_and_only_the_last_voice_ends_the_lin
     texts = patch_strings(TWO_VOICES, CLAMP3)
     assert len(texts) + 2 == 13
     assert texts[5:] == [
-        "[V:1]f2 e2 d2|", "[V:2]D,6|\n", "[V:1]a4 f2|", "[V:2]A,,6|\n", "[V:1]d6|]", "[V:2]D,6|]\n",
+        "[V:1]f2 e2 d2|",
+        "[V:2]D,6|\n",
+        "[V:1]a4 f2|",
+        "[V:2]A,,6|\n",
+        "[V:1]d6|]",
+        "[V:2]D,6|]\n",
     ]
     ids = m3_patchilize(TWO_VOICES, CLAMP3)
     assert [eos_at(row) for row in ids[6:12]] == [15, 11, 12, 12, 10, 12]

@@ -1,4 +1,4 @@
-"""MIDI -> MTF against the spec's worked example (clamp2-3-spec §10.3, §15.3), on a MIDI file built with mido."""
+"""MIDI -> MTF against the spec's worked example (clamp2-3-spec §10.3, §15.3), on a MIDI built with mido."""
 
 from __future__ import annotations
 
@@ -60,8 +60,11 @@ def test_clamp2_drops_sysex_too():
 
 def test_non_ascii_meta_text_is_unicode_escaped():
     midi = mido.MidiFile(ticks_per_beat=96)
-    midi.tracks.append(mido.MidiTrack([mido.MetaMessage("key_signature", key="C", time=0),
-                                       mido.MetaMessage("text", text="é", time=0)]))
+    midi.tracks.append(
+        mido.MidiTrack(
+            [mido.MetaMessage("key_signature", key="C", time=0), mido.MetaMessage("text", text="é", time=0)]
+        )
+    )
     buffer = io.BytesIO()
     midi.save(file=buffer)
     assert "text" not in midi_to_mtf(buffer.getvalue())

@@ -29,7 +29,7 @@ class M3PatchError(ValueError):
 
 @dataclass(frozen=True)
 class M3Profile:
-    """What differs between the generations' patchers: CLaMP 3 deletes `L:1/8\\n` inside encode, CLaMP 2 not."""
+    """What differs between the generations: CLaMP 3 deletes `L:1/8\\n` inside encode, CLaMP 2 not."""
 
     drop_unit_eighth: bool
 
@@ -61,7 +61,7 @@ def _line_bars(line: str) -> list[str]:
     pieces = [piece for piece in _BAR_SPLIT.split(line) if piece]
     if pieces and pieces[0] in BAR_TOKENS:
         if len(pieces) == 1:
-            raise M3PatchError(f"a line that is only the bar line {line!r} cannot be patched (M3 raises here)")
+            raise M3PatchError(f"a line that is only the bar line {line!r} cannot be patched (M3 raises)")
         pieces = [pieces[0] + pieces[1]] + pieces[2:]
     bars = [pieces[2 * i] + pieces[2 * i + 1] for i in range(len(pieces) // 2)]
     if bars:
@@ -81,7 +81,7 @@ def abc_patch_strings(lines: list[str]) -> list[str]:
 
 
 def mtf_patch_strings(lines: list[str]) -> list[str]:
-    """MTF mode (§11.4): consecutive messages of one type merge (tab-separated) while they fit 62 characters."""
+    """MTF mode (§11.4): consecutive messages of one type merge (tab-separated) while within 62 characters."""
     patches: list[str] = []
     current = ""
     for line in lines:
@@ -121,7 +121,7 @@ EOS_PATCH = np.concatenate([[BOS_ID], np.full(PATCH_SIZE - 1, EOS_ID)]).astype(n
 
 
 def m3_patchilize(text: str, profile: M3Profile = CLAMP3) -> np.ndarray:
-    """Interleaved ABC or MTF -> uint8 [P, 64] with the BOS and EOS patches, never truncated (windows: §12.4)."""
+    """Interleaved ABC or MTF -> uint8 [P, 64] framed by the BOS and EOS patches; never truncated (§12.4)."""
     return np.concatenate([BOS_PATCH, encode_patch_strings(patch_strings(text, profile)), EOS_PATCH])
 
 
