@@ -242,11 +242,20 @@ class CheckpointSource:
         return files
 
 
+# Checkpoint layouts this exporter builds towers for (CLaMP 2/3 layouts are named by their families too).
+LOADABLE_LAYOUTS = ("official", "ours")
+
+
 def resolve_checkpoint(name_or_dir: str | Path, checkpoint: str | Path | None = None) -> CheckpointSource:
     """A family name ("default", "clamp-s-512"...) or a checkpoint dir -> where its weights are."""
     name = str(name_or_dir)
     if name in family_names():
         family = load_family(name)
+        if family.get("checkpoint_layout") not in LOADABLE_LAYOUTS:
+            raise ValueError(
+                f"model {name}: the exporter cannot load {family['checkpoint_layout']} checkpoints yet "
+                f"(M3 / XLM-R towers); `clamp patch FILE --family {name}` shows its preprocessing"
+            )
         if family.get("checkpoint_layout") == "official":
             if checkpoint is None:
                 raise ValueError(f"model {name} needs --checkpoint DIR. {OFFICIAL_LAYOUT_HELP}")

@@ -125,6 +125,13 @@ def m3_patchilize(text: str, profile: M3Profile = CLAMP3) -> np.ndarray:
     return np.concatenate([BOS_PATCH, encode_patch_strings(patch_strings(text, profile)), EOS_PATCH])
 
 
+def frame_label(row: np.ndarray) -> str | None:
+    """ "<BOS patch>" / "<EOS patch>" for the frame patches, None for a patch of text."""
+    if (row == BOS_PATCH[0]).all():
+        return "<BOS patch>"
+    return "<EOS patch>" if (row == EOS_PATCH[0]).all() else None
+
+
 def decode_m3_patches(patches: np.ndarray) -> list[str]:
     """Ids back to each patch's text (between its BOS and its EOS or first PAD); the frame patches give ''."""
     out = []

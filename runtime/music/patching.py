@@ -102,12 +102,17 @@ def patchilize(abc: str, max_patches: int | None, add_eos_patch: bool = True) ->
     return ids if max_patches is None else ids[:max_patches]
 
 
-def prepare_music(abc: str, max_patches: int | None) -> np.ndarray:
-    """What the model sees of one tune: ASCII transliteration, CLaMP's filter, bar patches."""
+def clean_abc(abc: str) -> str:
+    """The ABC text CLaMP 1 patches: carriage returns dropped, transliterated to ASCII, CLaMP's filter."""
     abc = abc.replace("\r", "")
     if not abc.isascii():
         abc = unidecode(abc)
-    return patchilize(abc_filter(abc), max_patches)
+    return abc_filter(abc)
+
+
+def prepare_music(abc: str, max_patches: int | None) -> np.ndarray:
+    """What the model sees of one tune: ASCII transliteration, CLaMP's filter, bar patches."""
+    return patchilize(clean_abc(abc), max_patches)
 
 
 def segments(patches: np.ndarray, max_patches: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -121,6 +126,11 @@ def segments(patches: np.ndarray, max_patches: int) -> tuple[list[np.ndarray], n
     starts = list(range(0, n - max_patches, max_patches)) + [n - max_patches]
     weights = [max_patches] * (len(starts) - 1) + [n - (len(starts) - 1) * max_patches]
     return [patches[s : s + max_patches] for s in starts], np.asarray(weights, dtype=np.float64)
+
+
+def frame_label(row: np.ndarray) -> str | None:
+    """"<EOS patch>" for the all-EOS patch that ends a tune, None for a patch of text."""
+    return "<EOS patch>" if row[0] == EOS_ID else None
 
 
 def decode_patches(patches: np.ndarray) -> list[str]:
