@@ -1,4 +1,4 @@
-"""Preprocessing chosen by the family config: CLaMP 1 bar patches or M3 patches (interleaved ABC, MIDI as MTF)."""
+"""Preprocessing chosen by the family config: CLaMP 1 bar patches or M3 patches (interleaved ABC, MTF)."""
 
 from __future__ import annotations
 
