@@ -43,7 +43,11 @@ TEXT_PREFIX = "text_enc."
 
 def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
     """Raise a ValueError naming every missing key, unexpected key and shape mismatch of `state`."""
-    expected = model.state_dict()
+    check_keys(model.state_dict(), state, source)
+
+
+def check_keys(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """check_state_dict against an expected {key: tensor} table (e.g. a model's keys under official names)."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = [
@@ -225,7 +229,7 @@ def _ours_tokenizer_json(directory: Path, family: dict) -> Path:
 
 @dataclass(frozen=True)
 class CheckpointSource:
-    """Where a model's weights come from: the layout ("official" or "ours"), its dir and its family."""
+    """Where a model's weights come from: the layout ("official", "ours", "clamp2", "clamp3"), dir, family."""
 
     layout: str
     directory: Path
@@ -235,6 +239,8 @@ class CheckpointSource:
         """Every file loading reads: the export's source, hashed to skip re-exporting unchanged models."""
         if self.layout == "official":
             return [self.directory / name for name in OFFICIAL_FILES]
+        if self.layout in M3_LAYOUTS:
+            return [self.directory / self.family["hub"]["file"], self.directory / TOKENIZER_FILE]
         files = [self.directory / CONFIG_FILE, self.directory / WEIGHTS_FILE]
         files.append(_ours_tokenizer_json(self.directory, self.family))
         if _frozen_pretrained_text(self.family):
@@ -242,8 +248,18 @@ class CheckpointSource:
         return files
 
 
-# Checkpoint layouts this exporter builds towers for (CLaMP 2/3 layouts are named by their families too).
-LOADABLE_LAYOUTS = ("official", "ours")
+# CLaMP 2 / CLaMP 3 released layouts (exporter/m3_checkpoint.py), named by their families' configs.
+M3_LAYOUTS = ("clamp2", "clamp3")
+
+
+def _m3_source(family: dict, checkpoint: str | Path | None) -> CheckpointSource:
+    from exporter.m3_checkpoint import layout_help
+
+    if checkpoint is None:
+        raise ValueError(f"model {family['name']} needs --checkpoint DIR. {layout_help(family)}")
+    directory = Path(checkpoint)
+    _require_files(directory, (family["hub"]["file"], TOKENIZER_FILE), layout_help(family))
+    return CheckpointSource(family["checkpoint_layout"], directory, family)
 
 
 def resolve_checkpoint(name_or_dir: str | Path, checkpoint: str | Path | None = None) -> CheckpointSource:
@@ -251,11 +267,8 @@ def resolve_checkpoint(name_or_dir: str | Path, checkpoint: str | Path | None = 
     name = str(name_or_dir)
     if name in family_names():
         family = load_family(name)
-        if family.get("checkpoint_layout") not in LOADABLE_LAYOUTS:
-            raise ValueError(
-                f"model {name}: the exporter cannot load {family['checkpoint_layout']} checkpoints yet "
-                f"(M3 / XLM-R towers); `clamp patch FILE --family {name}` shows its preprocessing"
-            )
+        if family.get("checkpoint_layout") in M3_LAYOUTS:
+            return _m3_source(family, checkpoint)
         if family.get("checkpoint_layout") == "official":
             if checkpoint is None:
                 raise ValueError(f"model {name} needs --checkpoint DIR. {OFFICIAL_LAYOUT_HELP}")
@@ -285,6 +298,10 @@ def resolve_checkpoint(name_or_dir: str | Path, checkpoint: str | Path | None = 
 def load_model(name_or_dir: str | Path, checkpoint: str | Path | None = None) -> tuple[CLaMP, dict, Path]:
     """A family name ("default", "clamp-s-512"...) or checkpoint dir -> (model, family, tokenizer.json)."""
     source = resolve_checkpoint(name_or_dir, checkpoint)
+    if source.layout in M3_LAYOUTS:
+        from exporter.m3_checkpoint import load_m3
+
+        return load_m3(source.directory, source.family), source.family, source.directory / TOKENIZER_FILE
     if source.layout == "official":
         model = load_official(source.directory, source.family)
         return model, source.family, _official_tokenizer_json(source.directory)
