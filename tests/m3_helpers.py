@@ -1,4 +1,4 @@
-"""Tiny CLaMP 2 / CLaMP 3 models for tests: an XLM-R-style tokenizer, families, released-layout checkpoints."""
+"""Tiny CLaMP 2 / CLaMP 3 models for tests: an XLM-R-style tokenizer, families, released layouts."""
 
 from __future__ import annotations
 
