@@ -287,12 +287,15 @@ def resolve_checkpoint(name_or_dir: str | Path, checkpoint: str | Path | None = 
             f"{directory} is neither a known model ({', '.join(family_names())}) "
             f"nor a checkpoint dir with {CONFIG_FILE}"
         )
+    family = json.loads(config.read_text())
+    if isinstance(family, dict) and family.get("checkpoint_layout") in M3_LAYOUTS:
+        return _m3_source(family, directory)  # a CLaMP 2/3 .pth with its own (e.g. tiny) family config
     if (directory / OFFICIAL_WEIGHTS).is_file():
         official = _official_family_for(json.loads(config.read_text()))
         if official is None:
             raise ValueError(f"{config} matches no official CLaMP family. {OFFICIAL_LAYOUT_HELP}")
         return CheckpointSource("official", directory, load_family(official))
-    return CheckpointSource("ours", directory, json.loads(config.read_text()))
+    return CheckpointSource("ours", directory, family)
 
 
 def load_model(name_or_dir: str | Path, checkpoint: str | Path | None = None) -> tuple[CLaMP, dict, Path]:

@@ -84,9 +84,3 @@ def test_clamp_patch_refuses_what_the_family_cannot_read_in_one_line(tmp_path):
     assert result.exit_code == 1 and "different numbers of bars" in result.output
     assert "Traceback" not in result.output
 
-
-def test_export_of_an_m3_family_says_what_is_missing():
-    from exporter.checkpoint import resolve_checkpoint
-
-    with pytest.raises(ValueError, match="cannot load clamp3 checkpoints yet"):
-        resolve_checkpoint("clamp3-c2")

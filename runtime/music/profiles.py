@@ -37,6 +37,11 @@ class Profile:
     frame_label: Callable[[np.ndarray], str | None]  # a frame patch's name, shown instead of its empty text
     midi_text: Callable[[bytes], str] | None = None  # MIDI bytes -> patched text; None: MIDI goes via ABC
     windowed: bool = False  # long pieces: segment-and-average (True) or head truncation (False)
+    frame_patches: int = 1  # patches every piece has (EOS; M3: BOS and EOS): no more means no music
+
+    def has_music(self, patches: np.ndarray) -> bool:
+        """Whether any header line or bar survived, beyond the frame patches."""
+        return len(patches) > self.frame_patches
 
     def abc_patches(self, abc: str, max_patches: int | None) -> np.ndarray:
         """ABC -> patch ids; a windowed profile ignores `max_patches` here (see `windows`)."""
@@ -55,17 +60,23 @@ class Profile:
         return patching.segments(patches, max_patches)
 
 
+def _m3_text(text: str) -> str:
+    """MTF (MIDI read natively) as it is; ABC interleaved."""
+    return text if m3.is_mtf(m3.split_lines(text[:64])) else interleave_abc(text)
+
+
 def _m3(name: str, profile: m3.M3Profile, mtf_dropped: frozenset[str]) -> Profile:
     return Profile(
         name=name,
         n_classes=m3.N_CLASSES,
         xml2abc=XML2ABC_M3,
-        model_text=interleave_abc,
+        model_text=_m3_text,
         patchilize=lambda text, _max: m3.m3_patchilize(text, profile),
         decode=m3.decode_m3_patches,
         frame_label=m3.frame_label,
         midi_text=lambda data: midi_to_mtf(data, mtf_dropped),
         windowed=True,
+        frame_patches=2,
     )
 
 
