@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
+from exporter.hub import checkpoint_from_hub
 from exporter.model import CLaMP
 from runtime.model.families import family_names, load_family
 
@@ -240,7 +241,7 @@ class CheckpointSource:
         if self.layout == "official":
             return [self.directory / name for name in OFFICIAL_FILES]
         if self.layout in M3_LAYOUTS:
-            return [self.directory / self.family["hub"]["file"], self.directory / TOKENIZER_FILE]
+            return [self.directory / self.family["checkpoint_file"], self.directory / TOKENIZER_FILE]
         files = [self.directory / CONFIG_FILE, self.directory / WEIGHTS_FILE]
         files.append(_ours_tokenizer_json(self.directory, self.family))
         if _frozen_pretrained_text(self.family):
@@ -255,10 +256,10 @@ M3_LAYOUTS = ("clamp2", "clamp3")
 def _m3_source(family: dict, checkpoint: str | Path | None) -> CheckpointSource:
     from exporter.m3_checkpoint import layout_help
 
-    if checkpoint is None:
-        raise ValueError(f"model {family['name']} needs --checkpoint DIR. {layout_help(family)}")
-    directory = Path(checkpoint)
-    _require_files(directory, (family["hub"]["file"], TOKENIZER_FILE), layout_help(family))
+    directory = (
+        Path(checkpoint) if checkpoint is not None else checkpoint_from_hub(family, layout_help(family))
+    )
+    _require_files(directory, (family["checkpoint_file"], TOKENIZER_FILE), layout_help(family))
     return CheckpointSource(family["checkpoint_layout"], directory, family)
 
 
@@ -271,7 +272,7 @@ def resolve_checkpoint(name_or_dir: str | Path, checkpoint: str | Path | None = 
             return _m3_source(family, checkpoint)
         if family.get("checkpoint_layout") == "official":
             if checkpoint is None:
-                raise ValueError(f"model {name} needs --checkpoint DIR. {OFFICIAL_LAYOUT_HELP}")
+                checkpoint = checkpoint_from_hub(family, OFFICIAL_LAYOUT_HELP)
             return CheckpointSource("official", Path(checkpoint), family)
         directory = Path(checkpoint) if checkpoint is not None else REPO_ROOT / family["checkpoint"]
         if not (directory / CONFIG_FILE).is_file():

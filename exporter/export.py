@@ -113,7 +113,8 @@ def model_config(family: dict) -> dict:
             "max_patches": music["max_patches"],
             "patch_dtype": PATCH_DTYPE,
         },
-        "family": family,
+        # Where the weights can be downloaded is not part of the model (and keeps CLaMP 1 hashes as before).
+        "family": {key: value for key, value in family.items() if key != "hub"},
     }
 
 

@@ -26,8 +26,8 @@ def layout_help(family: dict) -> str:
     """Where the files of a family's checkpoint dir come from."""
     hub = family["hub"]
     return (
-        f"A {family['name']} checkpoint dir holds {hub['file']} (Hugging Face repo {hub['repo']}) and the "
-        f"{TOKENIZER_FILE} of {family['text']['hub_model']}."
+        f"A {family['name']} checkpoint dir holds {family['checkpoint_file']} (Hugging Face repo {hub['repo']}) "
+        f"and the {TOKENIZER_FILE} of {hub['tokenizer']['repo']}."
     )
 
 
@@ -74,7 +74,7 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
 def load_m3(checkpoint_dir: str | Path, family: dict) -> CLaMP:
     """A CLaMP 2 / CLaMP 3 model from its released `.pth`, loaded strictly, in eval mode."""
     directory = Path(checkpoint_dir)
-    path = directory / family["hub"]["file"]
+    path = directory / family["checkpoint_file"]
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint dir {directory} lacks {path.name}. {layout_help(family)}")
     official = _kept(read_state(path))

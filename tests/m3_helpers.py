@@ -62,6 +62,6 @@ def write_m3_checkpoint(out_dir: Path, model: CLaMP, family: dict, extra: dict |
     state["text_model.embeddings.position_ids"] = torch.arange(18).unsqueeze(0)
     state.update(extra or {})
     container = {"model": state, "epoch": 10, "min_eval_loss": 0.415, "optimizer": {}}
-    torch.save(container, out_dir / family["hub"]["file"])
+    torch.save(container, out_dir / family["checkpoint_file"])
     write_xlmr_tokenizer(out_dir / "tokenizer.json", family["text"]["vocab_size"])
     return out_dir

@@ -56,7 +56,7 @@ def test_full_size_clamp3_has_the_published_layout():
 def test_released_layout_loads_strictly_and_ignores_only_audio_and_buffers(tiny, tmp_path):
     model, family = tiny
     directory = write_m3_checkpoint(tmp_path, model, family)
-    assert any(k.startswith("audio_") for k in read_state(directory / family["hub"]["file"])) == (
+    assert any(k.startswith("audio_") for k in read_state(directory / family["checkpoint_file"])) == (
         family["checkpoint_layout"] == "clamp3"
     )
     loaded = load_m3(directory, family)
@@ -79,7 +79,7 @@ def test_a_checkpoint_that_does_not_fit_names_the_official_keys(tiny, tmp_path, 
     if change == "drop":
         extra = {}
         directory = write_m3_checkpoint(tmp_path, model, family)
-        path = directory / family["hub"]["file"]
+        path = directory / family["checkpoint_file"]
         container = torch.load(path, weights_only=True)
         del container["model"][f"{music}_proj.bias"]
         torch.save(container, path)

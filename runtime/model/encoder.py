@@ -256,6 +256,6 @@ class Encoder:
         if not 1 <= shape[0] <= self.max_patches:
             raise ValueError(
                 f"patches[{index}] has {shape[0]} patches; this model takes 1 to {self.max_patches} "
-                "(encoder.profile.abc_patches(abc, encoder.max_patches) truncates as CLaMP does)"
+                "(prepare_music(abc, encoder.max_patches) truncates as CLaMP does)"
             )
         return shape[0]
