@@ -40,7 +40,7 @@ def checkpoint_from_hub(family: dict, layout_help: str) -> Path:
         raise ValueError(_missing_message(family, why, layout_help)) from None
     try:
         paths = {name: Path(hf_hub_download(repo, name)) for repo, name in hub_files(family)}
-    except LocalEntryNotFoundError as error:
+    except LocalEntryNotFoundError:
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
         why = "it is not in the Hugging Face cache" + (" and HF_HUB_OFFLINE is set" if offline else "")
         raise ValueError(_missing_message(family, why, layout_help)) from None

@@ -1,4 +1,4 @@
-"""Weights by hub name: a family's files found in a Hugging Face cache laid out as the hub writes it, offline."""
+"""Weights by hub name: a family found offline in a Hugging Face cache laid out as the hub writes it."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ RESOLVE = (
 )
 
 
-def write_hub_cache(cache: Path, repo: str, files: dict[str, bytes], commit: str = "0123abcd" * 5) -> None:
-    """models--{org}--{name}/refs/main + snapshots/{commit}/{file} -> blobs, as huggingface_hub stores them."""
+def write_hub_cache(cache: Path, repo: str, files: dict[str, bytes], commit: str = "0123abcd" * 5):
+    """models--{org}--{name}/refs/main + snapshots/{commit}/{file} -> blobs, as huggingface_hub lays out."""
     root = cache / f"models--{repo.replace('/', '--')}"
     (root / "refs").mkdir(parents=True, exist_ok=True)
     (root / "refs" / "main").write_text(commit)
