@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from indexer.reader import TuneRecord
-from runtime.music.profiles import PROFILES
+from runtime.music.profiles import PROFILES, Profile
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class PatchEncoder(Protocol):
     model_name: str
     dim: int
     max_patches: int
+    profile: Profile  # how the model dir's music is patched
 
     def embed_patches(self, patches: Sequence[np.ndarray], max_batch_patches: int = ...) -> np.ndarray: ...
 

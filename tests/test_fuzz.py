@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer.mapper import Patched, patch_abc
+from runtime.music.profiles import PROFILES
 from indexer.reader import Failure, TuneRecord, expand_inputs, read_inputs
 from indexer.runner import EmbedOptions, embed_corpus
 from indexer.shards import iter_shard_batches, read_errors
@@ -80,6 +81,7 @@ class ExactEncoder:
     """A stand-in for runtime.model.encoder.Encoder: a deterministic unit vector per patch array, numpy only."""
 
     model_hash, model_name, dim, max_patches = "e" * 64, "exact-test-encoder", 8, 16
+    profile = PROFILES["clamp1"]
 
     def embed_patches(self, patches, max_batch_patches: int = 0) -> np.ndarray:
         for p in patches:
