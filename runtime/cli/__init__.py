@@ -12,6 +12,7 @@ from collections.abc import Callable
 import click
 
 from runtime.model.modeldir import PRECISIONS
+from runtime.storage.space import disk_full_cause, disk_full_message
 
 # name -> ("module:attribute" of a click command, one-line help for `clamp --help`), in listing order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -51,6 +52,15 @@ class LazyGroup(click.Group):
             return super().get_command(ctx, cmd_name)
         module_name, attr = self.lazy_commands[cmd_name][0].split(":")
         return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the subcommand; a full disk, in any of them, ends in one line saying what ran out (exit 1)."""
+        try:
+            return super().invoke(ctx)
+        except (OSError, click.ClickException) as err:
+            if disk_full_cause(err) is None:
+                raise
+            raise click.ClickException(disk_full_message(err)) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """List subcommands from the table, without importing them (keeps `--help` instant and torch-free)."""
