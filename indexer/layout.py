@@ -1,8 +1,8 @@
 """Where a shards dir keeps each file, so that it opens as a plain Parquet dataset; checksums; migration.
 
     SHARDS_DIR/shard-00000.parquet ...                 the dataset: one row per tune
-    SHARDS_DIR/_checksums/shard-00000.parquet.sha256   sha256sum's format (`cd _checksums; sha256sum -c`
-                                                       after `ln -s ../shard-* .`, or compare by hand)
+    SHARDS_DIR/_checksums/shard-00000.parquet.sha256   sha256sum's format (in SHARDS_DIR:
+                                                       `sha256sum -c _checksums/*.sha256`)
     SHARDS_DIR/_errors/errors-00000.parquet            failures, with their own _errors/_checksums/
     SHARDS_DIR/_stats/run-*.json                       one per run
 

@@ -22,6 +22,7 @@ LABELS = {
     SHARDS: "a clamp shards dir",
     CHECKPOINT: "a clamp training checkpoint",
 }
+NOUNS = {MODEL: "a model dir", INDEX: "an index", SHARDS: "shards", CHECKPOINT: "a checkpoint"}
 # Manifests written before they carried a "kind", recognised by the keys only our writers put in them.
 LEGACY_MANIFEST_KEYS = {
     MODEL: {"model_hash", "created", "files", "versions", "export", "source"},
@@ -101,7 +102,7 @@ def prepare_out_dir(path: str | Path, kind: str, replacing: bool) -> Found:
     path = Path(path)
     found = describe_dir(path)
     if found.kind not in (kind, EMPTY, MISSING):
-        verb = f"replace it with {LABELS[kind][2:]}" if replacing else f"write {LABELS[kind][2:]} into it"
+        verb = f"replace it with {NOUNS[kind]}" if replacing else f"write {NOUNS[kind]} into it"
         raise OutDirError(f"{path} holds {found.summary}: refusing to {verb}; pass another --out")
     return found
 
