@@ -10,9 +10,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from runtime.model.modeldir import MANIFEST_FILE, compute_model_hash, file_sha256
 from runtime.storage.dirs import MODEL
 from runtime.storage.integrity import file_entries
-from runtime.model.modeldir import MANIFEST_FILE, compute_model_hash, file_sha256
 
 VERSIONED_PACKAGES = ("torch", "transformers", "onnx", "onnxruntime", "tokenizers", "clamp-index")
 

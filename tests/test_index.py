@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 from query_corpus import Corpus, build_corpus, corpus_path, other_model_dir
 
-import runtime.search.index
 import runtime.search.hits
+import runtime.search.index
 from indexer.index_build import build_index
 from indexer.reader import TuneRecord
 from indexer.shards import ShardWriter, checksum_file, rows_table, shard_files, shard_schema, shards_metadata
-from runtime.music.abc import split_tunes
 from runtime.model.encoder import Encoder
+from runtime.music.abc import split_tunes
+from runtime.search.hits import Condition, exact_top_k, parse_filter, softmax_probs
 from runtime.search.index import Index, ModelMismatchError, read_manifest
 from runtime.search.keys import read_music
-from runtime.search.hits import Condition, exact_top_k, parse_filter, softmax_probs
 from runtime.storage.dirs import OutDirError
 
 

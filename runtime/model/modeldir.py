@@ -87,7 +87,8 @@ def verify_model_dir(model_dir: str | Path, full: bool = False) -> dict[str, Any
     directory = Path(model_dir)
     manifest = read_manifest(directory)
     remedy = "re-run `clamp export --force`"
-    files = listed_files(manifest, directory / MANIFEST_FILE, required_files(directory), remedy, ModelDirError)
+    where = directory / MANIFEST_FILE
+    files = listed_files(manifest, where, required_files(directory), remedy, ModelDirError)
     if not isinstance(manifest.get("model_hash"), str):
         raise ModelDirError(f"{directory / MANIFEST_FILE} has no model_hash; {remedy}")
     check_files(directory, files, full, remedy, ModelDirError)

@@ -11,11 +11,11 @@ from typing import Any
 import hnswlib
 import numpy as np
 
-from runtime.storage.integrity import check_files, listed_files
-from runtime.search.items import ItemStore
-from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify, read_music
 from runtime.model.modeldir import CONFIG_FILE
 from runtime.search.hits import Condition, Hit, exact_top_k, parse_filter
+from runtime.search.items import ItemStore
+from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify, read_music
+from runtime.storage.integrity import check_files, listed_files
 
 MANIFEST_FILE = "manifest.json"
 HNSW_FILE = "index.hnsw"
