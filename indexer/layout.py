@@ -37,7 +37,11 @@ def write_checksum(path: Path, written: Path) -> Path:
     sidecar = checksum_file(path)
     sidecar.parent.mkdir(exist_ok=True)
     staging = sidecar.with_name(f".{sidecar.name}.tmp")
-    staging.write_text(f"{file_sha256(written)}  {path.name}\n")
+    try:
+        staging.write_text(f"{file_sha256(written)}  {path.name}\n")
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
     return staging
 
 

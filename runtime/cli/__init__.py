@@ -57,7 +57,7 @@ class LazyGroup(click.Group):
         """Run the subcommand; a full disk, in any of them, ends in one line saying what ran out (exit 1)."""
         try:
             return super().invoke(ctx)
-        except (OSError, click.ClickException) as err:
+        except Exception as err:  # an OSError, SQLite's "database or disk is full", or one wrapped
             if disk_full_cause(err) is None:
                 raise
             raise click.ClickException(disk_full_message(err)) from None
