@@ -37,7 +37,12 @@ def _up_to_date(out: Path, source_hash: str, int8: bool) -> bool:
     default=None,
     help="Checkpoint dir: required for clamp-s-* (config.json, pytorch_model.bin, vocab.json, merges.txt).",
 )
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Model dir to write.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Model dir to write: missing, empty, or a model dir to replace (anything else is refused).",
+)
 @click.option("--int8/--no-int8", default=True, show_default=True, help="Also write int8 graphs for CPU.")
 @click.option("--force", is_flag=True, help="Re-export even if --out is up to date with the checkpoint.")
 def export(model_name: str, checkpoint: str | None, out: str, int8: bool, force: bool) -> None:

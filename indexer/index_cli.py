@@ -46,7 +46,8 @@ def build(
     """Build an index dir from SHARDS_DIR (written by `clamp embed`).
 
     The index dir holds index.hnsw (the graph), items.sqlite (metadata and ABC of every tune),
-    vectors.npy (for exact search) and manifest.json. An existing index at --out is replaced.
+    vectors.npy (for exact search) and manifest.json. An existing index at --out is replaced once the
+    new one is complete; any other non-empty --out (a model dir, another program's files) is refused.
     """
     from indexer.index_build import build_index
 

@@ -3,23 +3,27 @@
     SHARDS_DIR/shard-00000.parquet ...                 the dataset: one row per tune
     SHARDS_DIR/_checksums/shard-00000.parquet.sha256   sha256sum's format (in SHARDS_DIR:
                                                        `sha256sum -c _checksums/*.sha256`)
-    SHARDS_DIR/_errors/errors-00000.parquet            failures, with their own _errors/_checksums/
+    SHARDS_DIR/_errors/errors-00000.pq                 failures (Parquet), with _errors/_checksums/
     SHARDS_DIR/_stats/run-*.json                       one per run
 
-pandas, pyarrow datasets, DuckDB and Spark skip names that start with `_` or `.`, so the dir itself is
-the dataset (`pd.read_parquet(SHARDS_DIR)`) and the sidecars, stats and errors table stay out of it.
+pandas, pyarrow datasets and Spark skip names that start with `_` or `.`, and DuckDB reads only
+`*.parquet`, so the dir itself is the dataset (`pd.read_parquet(SHARDS_DIR)`) and the sidecars, stats
+and errors table stay out of it.
 Dirs in the layout before this one (sidecars beside the shards, `errors/`, `stats/`) are moved into it
 by the next `clamp embed` or `clamp index build`, one rename at a time.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from runtime.storage.dirs import CHECKSUMS_DIR, ERRORS_DIR, STATS_DIR
 from runtime.storage.integrity import file_sha256
 
 CHECKSUM_SUFFIX = ".sha256"
+# Errors tables are Parquet too, but not `.parquet`: DuckDB reads every *.parquet under a dir it is given.
+ERRORS_SUFFIX = ".pq"
 REDO = "move it away and rerun `clamp embed` to redo its tunes"
 
 
@@ -32,13 +36,13 @@ def checksum_file(path: Path) -> Path:
     return path.parent / CHECKSUMS_DIR / (path.name + CHECKSUM_SUFFIX)
 
 
-def write_checksum(path: Path, written: Path) -> Path:
-    """Record the sha256 of `written` (a finished temporary file) as `path`'s; returns the file to publish."""
+def stage_checksum(path: Path, digest: str) -> Path:
+    """Write `path`'s sha256 under a temporary name beside its checksum file; returns it, to publish."""
     sidecar = checksum_file(path)
     sidecar.parent.mkdir(exist_ok=True)
     staging = sidecar.with_name(f".{sidecar.name}.tmp")
     try:
-        staging.write_text(f"{file_sha256(written)}  {path.name}\n")
+        staging.write_text(f"{digest}  {path.name}\n")
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
@@ -74,37 +78,39 @@ def staging_files(shards_dir: Path) -> list[Path]:
     return [stale for d in dirs for stale in d.glob(".*.tmp")]
 
 
-OLD_DIRS = {"errors": ERRORS_DIR, "stats": STATS_DIR}
-
-
 def in_old_layout(shards_dir: Path) -> bool:
     """Whether the dir still has parts in the earlier layout (sidecars beside shards, errors/, stats/)."""
-    return any((shards_dir / old).is_dir() for old in OLD_DIRS) or any(_old_sidecars(shards_dir))
-
-
-def _old_sidecars(shards_dir: Path) -> list[Path]:
-    return [
-        p
-        for d in (shards_dir, shards_dir / ERRORS_DIR)
-        for p in sorted(d.glob(f"*.parquet{CHECKSUM_SUFFIX}"))
-    ]
+    old_dirs = (shards_dir / "errors").is_dir() or (shards_dir / "stats").is_dir()
+    return old_dirs or any(shards_dir.glob(f"shard-*.parquet{CHECKSUM_SUFFIX}"))
 
 
 def migrate_layout(shards_dir: Path) -> int:
-    """Move an earlier layout's errors, stats and sidecars to their `_` names; how many files moved.
+    """Move an earlier layout's stats, errors tables and sidecars to their `_` names; how many files moved.
 
-    Each move is one rename, so a run killed midway is finished by the next. The caller holds the lock.
+    Each step is a rename (or a new checksum file written before the old one goes), so a run killed
+    midway is finished by the next. The caller holds the dir's lock.
     """
     moved = 0
-    for old_name, new_name in OLD_DIRS.items():
-        old, new = shards_dir / old_name, shards_dir / new_name
-        if old.is_dir():
-            new.mkdir(exist_ok=True)
-            for child in sorted(old.iterdir()):
-                child.rename(new / child.name)
-                moved += 1
-            old.rmdir()
-    for sidecar in _old_sidecars(shards_dir):
+    stats, errors = shards_dir / "stats", shards_dir / "errors"
+    if stats.is_dir():
+        (shards_dir / STATS_DIR).mkdir(exist_ok=True)
+        for run in sorted(stats.iterdir()):
+            run.rename(shards_dir / STATS_DIR / run.name)
+            moved += 1
+        stats.rmdir()
+    if errors.is_dir():
+        for table in sorted(errors.glob("errors-*.parquet")):
+            new = shards_dir / ERRORS_DIR / (table.stem + ERRORS_SUFFIX)  # DuckDB reads every *.parquet
+            new.parent.mkdir(exist_ok=True)
+            old_sidecar = table.with_name(table.name + CHECKSUM_SUFFIX)
+            if old_sidecar.is_file():  # the same digest, under the new name (so `sha256sum -c` still works)
+                os.replace(stage_checksum(new, old_sidecar.read_text().split()[0]), checksum_file(new))
+            table.rename(new)
+            moved += 1
+        for rest in [*errors.glob(f"*{CHECKSUM_SUFFIX}"), *errors.glob(".*.tmp")]:
+            rest.unlink()  # sidecars of tables already moved, temporary files of a killed run
+        errors.rmdir()
+    for sidecar in sorted(shards_dir.glob(f"shard-*.parquet{CHECKSUM_SUFFIX}")):
         target = checksum_file(sidecar.with_name(sidecar.name.removesuffix(CHECKSUM_SUFFIX)))
         target.parent.mkdir(exist_ok=True)
         sidecar.rename(target)

@@ -1,7 +1,7 @@
 """Embedding shards on disk: their schema, an atomic writer, the errors table, and the streaming reader.
 
 SHARDS_DIR/shard-00000.parquet ... hold one row per tune (see `shard_schema`); schema metadata names the
-model (model_hash, model_name, dim, dtype). SHARDS_DIR/_errors/errors-*.parquet list what failed (the
+model (model_hash, model_name, dim, dtype). SHARDS_DIR/_errors/errors-*.pq list what failed (the
 layout: indexer.layout). Files are written under a temporary name, synced, and renamed when complete, so a
 shard either exists whole or not. Each gets its sha256 in `_checksums/` before it is renamed, and its data
 pages carry CRCs: every read checks both, so a damaged, altered or unchecksummed file is refused by name.
@@ -19,12 +19,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from indexer.layout import ShardError, checksum_file, staging_files, verify_checksum, write_checksum
+from indexer.layout import (
+    ERRORS_SUFFIX,
+    ShardError,
+    checksum_file,
+    stage_checksum,
+    staging_files,
+    verify_checksum,
+)
 from indexer.reader import Failure, TuneRecord
 from runtime.storage.dirs import ERRORS_DIR
+from runtime.storage.integrity import file_sha256
 
 SHARD_NAME = "shard-{:05d}.parquet"
-ERRORS_NAME = ERRORS_DIR + "/errors-{:05d}.parquet"
+ERRORS_NAME = ERRORS_DIR + "/errors-{:05d}" + ERRORS_SUFFIX
 METADATA_COLUMNS = ("title", "composer", "origin", "rhythm", "key", "meter")
 DTYPES = {"float16": pa.float16(), "float32": pa.float32()}
 ROW_GROUP_ROWS = 8192
@@ -115,7 +123,7 @@ def write_atomic(table: pa.Table, path: Path) -> None:
         pq.write_table(
             table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_page_checksum=True
         )
-        staging = write_checksum(path, tmp)
+        staging = stage_checksum(path, file_sha256(tmp))
         _publish(staging, checksum_file(path))
         _publish(tmp, path)
     except BaseException:

@@ -115,10 +115,10 @@ def test_a_shard_altered_with_a_recomputed_checksum_is_still_caught_by_page_crcs
 
 def test_a_damaged_errors_table_is_named(built, tmp_path):
     shards = copy(built.shards_dir, tmp_path / "shards")
-    errors = shards / "_errors" / "errors-00000.parquet"
+    errors = shards / "_errors" / "errors-00000.pq"
     write_atomic(failures_table([Failure("a.abc", 0, "patch", "no music", "x" * 32)]), errors)
     errors.write_bytes(errors.read_bytes()[:-10])
-    with pytest.raises(ShardError, match="errors-00000.parquet does not match its sha256"):
+    with pytest.raises(ShardError, match="errors-00000.pq does not match its sha256"):
         read_errors(shards)
 
 
