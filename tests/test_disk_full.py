@@ -105,6 +105,7 @@ def test_index_build_on_a_full_disk_fails_in_one_line_at_every_stage(setup, tmp_
             size += 16  # KiB: each size runs out at a later write (items, vectors, graph, indexes, manifest)
             remount(disk, f"{size}k")
         assert failures >= 5 and len(Index.open(out, model, full_check=True)) == 82
+        print(f"index build: {failures} clean failures (16 to {size - 16} KiB), then built at {size} KiB")
         old = read_manifest(out)
         result = clamp("index", "build", shards, "--out", out, "--model", model, "--m", 8)  # no room for two
         assert_one_line_refusal(*result)
