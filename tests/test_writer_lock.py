@@ -138,3 +138,27 @@ def test_a_second_index_build_into_the_same_out_is_refused(setup, tmp_path):
     first.communicate()
     code, said = finish(clamp_process(*build))
     assert code == 0 and "indexed 82 tunes" in said, said
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from runtime.storage.lock import exclusive
+with exclusive(Path(sys.argv[1]), "clamp embed"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_the_ray_engine_takes_the_same_lock(setup, tmp_path):
+    model, abc = setup
+    out = tmp_path / "shards"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], cwd=REPO, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        code, said = finish(clamp_process(*embed_args(model, abc, out)[:-3], "--engine", "ray", "--quiet"))
+        assert code != 0 and f"{out} is being written by clamp embed (pid {holder.pid} on " in said
+        assert not out.exists()  # refused before Ray started or anything was written
+    finally:
+        holder.kill()
+        holder.wait()

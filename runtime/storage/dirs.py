@@ -109,6 +109,7 @@ def prepare_out_dir(path: str | Path, kind: str, replacing: bool) -> Found:
 
 def building_dir(out: Path) -> Path:
     """A fresh, empty dir beside `out` to build a replacement in (hidden; the lock on `out` makes it ours)."""
+    out = out.absolute()
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -122,6 +123,7 @@ def replace_dir(built: Path, out: Path, kind: str) -> None:
     point leaves either dir whole under `out` or beside it as `.NAME.old`, which the next replace removes.
     """
     prepare_out_dir(out, kind, replacing=True)
+    out = out.absolute()
     old = out.with_name(f".{out.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():
