@@ -65,7 +65,7 @@ def test_no_command_touches_a_dir_with_another_programs_manifest(built, tmp_path
         "export": ["export", "--out", other],
     }[command]
     output = clamp(*args, ok=False)
-    said = f"{other} holds a manifest.json clamp did not write and 1 other entries (a.jpg, manifest.json)"
+    said = f"{other} holds a manifest.json clamp did not write and 1 other entry (a.jpg, manifest.json)"
     assert said in output
     assert "pass another --out" in output and snapshot(other) == before
 

@@ -67,7 +67,7 @@ def describe_dir(path: Path) -> Found:
         return Found(SHARDS, f"{LABELS[SHARDS]} ({shards} shards)")
     if {"config.json", "model.safetensors"} <= set(names) and set(names) <= CHECKPOINT_FILES:
         return Found(CHECKPOINT, f"{LABELS[CHECKPOINT]} ({', '.join(names)})")
-    return Found(None, f"{len(names)} entries clamp did not write ({_some(names)})")
+    return Found(None, f"{_entries(len(names))} clamp did not write ({_some(names)})")
 
 
 def _manifest_dir(path: Path, names: list[str]) -> Found:
@@ -81,12 +81,16 @@ def _manifest_dir(path: Path, names: list[str]) -> Found:
         kind = next((k for k, keys in LEGACY_MANIFEST_KEYS.items() if keys <= manifest.keys()), None)
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if kind not in (MODEL, INDEX) or not isinstance(files, dict):
-        others = len(names) - 1
-        return Found(None, f"a manifest.json clamp did not write and {others} other entries ({_some(names)})")
+        others = _entries(len(names) - 1, "other ")
+        return Found(None, f"a manifest.json clamp did not write and {others} ({_some(names)})")
     unlisted = [n for n in names if n != MANIFEST_FILE and n not in files]
     if unlisted:
         return Found(None, f"{LABELS[kind]} plus entries its manifest.json does not list ({_some(unlisted)})")
     return Found(kind, f"{LABELS[kind]} ({MANIFEST_FILE}, {len(names) - 1} files)")
+
+
+def _entries(n: int, adjective: str = "") -> str:
+    return f"{n} {adjective}{'entry' if n == 1 else 'entries'}"
 
 
 def _some(names: list[str], shown: int = 4) -> str:
