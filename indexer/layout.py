@@ -4,6 +4,7 @@
     SHARDS_DIR/_checksums/shard-00000.parquet.sha256   sha256sum's format (in SHARDS_DIR:
                                                        `sha256sum -c _checksums/*.sha256`)
     SHARDS_DIR/_errors/errors-00000.pq                 failures (Parquet), with _errors/_checksums/
+    SHARDS_DIR/_superseded.pq                          rows whose file changed since (indexer.supersede)
     SHARDS_DIR/_stats/run-*.json                       one per run
 
 pandas, pyarrow datasets and Spark skip names that start with `_` or `.`, and DuckDB reads only
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from runtime.storage.dirs import CHECKSUMS_DIR, ERRORS_DIR, STATS_DIR
+from runtime.storage.dirs import CHECKSUMS_DIR, ERRORS_DIR, STATS_DIR, SUPERSEDED_FILE
 from runtime.storage.integrity import file_sha256
 
 CHECKSUM_SUFFIX = ".sha256"
@@ -78,14 +79,18 @@ def staging_files(shards_dir: Path) -> list[Path]:
     return [stale for d in dirs for stale in d.glob(".*.tmp")]
 
 
+OLD_SUPERSEDED = "superseded.parquet"
+
+
 def in_old_layout(shards_dir: Path) -> bool:
     """Whether the dir still has parts in the earlier layout (sidecars beside shards, errors/, stats/)."""
-    old_dirs = (shards_dir / "errors").is_dir() or (shards_dir / "stats").is_dir()
-    return old_dirs or any(shards_dir.glob(f"shard-*.parquet{CHECKSUM_SUFFIX}"))
+    old = (shards_dir / "errors").is_dir() or (shards_dir / "stats").is_dir()
+    old = old or (shards_dir / OLD_SUPERSEDED).is_file()
+    return old or any(shards_dir.glob(f"shard-*.parquet{CHECKSUM_SUFFIX}"))
 
 
 def migrate_layout(shards_dir: Path) -> int:
-    """Move an earlier layout's stats, errors tables and sidecars to their `_` names; how many files moved.
+    """Move an earlier layout's stats, tables and sidecars to their `_` names; how many files moved.
 
     Each step is a rename (or a new checksum file written before the old one goes), so a run killed
     midway is finished by the next. The caller holds the dir's lock.
@@ -100,19 +105,29 @@ def migrate_layout(shards_dir: Path) -> int:
         stats.rmdir()
     if errors.is_dir():
         for table in sorted(errors.glob("errors-*.parquet")):
-            new = shards_dir / ERRORS_DIR / (table.stem + ERRORS_SUFFIX)  # DuckDB reads every *.parquet
-            new.parent.mkdir(exist_ok=True)
-            old_sidecar = table.with_name(table.name + CHECKSUM_SUFFIX)
-            if old_sidecar.is_file():  # the same digest, under the new name (so `sha256sum -c` still works)
-                os.replace(stage_checksum(new, old_sidecar.read_text().split()[0]), checksum_file(new))
-            table.rename(new)
-            moved += 1
+            moved += _move_table(table, shards_dir / ERRORS_DIR / (table.stem + ERRORS_SUFFIX))
         for rest in [*errors.glob(f"*{CHECKSUM_SUFFIX}"), *errors.glob(".*.tmp")]:
             rest.unlink()  # sidecars of tables already moved, temporary files of a killed run
         errors.rmdir()
-    for sidecar in sorted(shards_dir.glob(f"shard-*.parquet{CHECKSUM_SUFFIX}")):
-        target = checksum_file(sidecar.with_name(sidecar.name.removesuffix(CHECKSUM_SUFFIX)))
-        target.parent.mkdir(exist_ok=True)
-        sidecar.rename(target)
-        moved += 1
+    if (shards_dir / OLD_SUPERSEDED).is_file():
+        moved += _move_table(shards_dir / OLD_SUPERSEDED, shards_dir / SUPERSEDED_FILE)
+    for sidecar in sorted(shards_dir.glob(f"*.parquet{CHECKSUM_SUFFIX}")):
+        if sidecar.name.startswith("shard-"):
+            target = checksum_file(sidecar.with_name(sidecar.name.removesuffix(CHECKSUM_SUFFIX)))
+            target.parent.mkdir(exist_ok=True)
+            sidecar.rename(target)
+            moved += 1
+        else:
+            sidecar.unlink()  # of a table moved above by a run killed before it removed this
     return moved
+
+
+def _move_table(table: Path, new: Path) -> int:
+    """Rename a non-shard table to its `_`/`.pq` name (DuckDB reads every *.parquet), its sha256 with it."""
+    new.parent.mkdir(exist_ok=True)
+    old_sidecar = table.with_name(table.name + CHECKSUM_SUFFIX)
+    if old_sidecar.is_file():  # the same digest under the new name, so `sha256sum -c` still works
+        os.replace(stage_checksum(new, old_sidecar.read_text().split()[0]), checksum_file(new))
+    table.rename(new)
+    old_sidecar.unlink(missing_ok=True)
+    return 1

@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -21,6 +22,8 @@ from query_corpus import clamp, corpus_path
 
 from indexer.layout import checksum_file
 from indexer.shards import iter_shard_batches, read_errors, shard_files
+from indexer.supersede import SUPERSEDED_SCHEMA, read_superseded
+from runtime.storage.integrity import file_sha256
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SHARD_ROWS = 8
@@ -85,6 +88,11 @@ def old_layout(shards: Path, to: Path) -> Path:
             (directory / f"{named}.sha256").write_text(f"{digest}  {named}\n")
             sidecar.unlink()
         (directory / "_checksums").rmdir()
+    table = pa.table({"id": ["f" * 32], "source": ["/gone.abc"]}, schema=SUPERSEDED_SCHEMA)
+    pq.write_table(table, old / "superseded.parquet")  # as indexer.supersede first wrote it, with its sha256
+    (old / "superseded.parquet.sha256").write_text(
+        f"{file_sha256(old / 'superseded.parquet')}  superseded.parquet\n"
+    )
     return old
 
 
@@ -103,7 +111,9 @@ def test_a_dir_in_the_old_layout_is_moved_to_the_new_one_by_the_next_run(shards,
         "_checksums",
         "_errors",
         "_stats",
+        "_superseded.pq",
     ]
+    assert read_superseded(old) == {"f" * 32: "/gone.abc"}
     assert all(checksum_file(f).is_file() for f in [*shard_files(old), *(old / "_errors").glob("*.pq")])
     assert pd.read_parquet(old)["id"].tolist() == expected_ids(shards) and len(read_errors(old)) == 2
 

@@ -28,14 +28,17 @@ LEGACY_MANIFEST_KEYS = {
     MODEL: {"model_hash", "created", "files", "versions", "export", "source"},
     INDEX: {"model_hash", "count", "dim", "space", "M", "ef_construction", "files"},
 }
-# The shards dir layout (readers such as pandas, pyarrow, DuckDB and Spark skip `_` and `.` names).
+# The shards dir layout (indexer.layout): only shards are `*.parquet` and only they lack a `_`/`.` name.
 SHARD_PATTERN = "shard-[0-9][0-9][0-9][0-9][0-9].parquet"
 CHECKSUMS_DIR = "_checksums"
 ERRORS_DIR = "_errors"
 STATS_DIR = "_stats"
+SUPERSEDED_FILE = "_superseded.pq"
 # Before 17.8 sidecars sat among the shards; such a dir is still ours (and is migrated on its next run).
-OLD_SHARDS_ENTRIES = re.compile(r"shard-\d{5}\.parquet\.sha256|errors|stats")
-SHARDS_ENTRIES = re.compile(rf"shard-\d{{5}}\.parquet|{CHECKSUMS_DIR}|{ERRORS_DIR}|{STATS_DIR}|\..*\.tmp")
+OLD_SHARDS_ENTRIES = re.compile(r"(shard-\d{5}|superseded)\.parquet(\.sha256)?|errors|stats")
+SHARDS_ENTRIES = re.compile(
+    rf"shard-\d{{5}}\.parquet|{CHECKSUMS_DIR}|{ERRORS_DIR}|{STATS_DIR}|{re.escape(SUPERSEDED_FILE)}|\..*\.tmp"
+)
 CHECKPOINT_FILES = {"config.json", "model.safetensors", "training.json", "metrics.json", "README.md"}
 
 
