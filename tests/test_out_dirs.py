@@ -8,6 +8,7 @@ shards dir / checkpoint. Anything else is refused, saying what is there, and lef
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,21 @@ def test_each_kind_of_dir_is_recognised(built, tmp_path):
     checkpoint.mkdir()
     for name in ("config.json", "model.safetensors", "training.json", "README.md"):
         (checkpoint / name).write_text("{}")
+    (checkpoint / ".model.safetensors.tmp").write_text("")  # a save killed midway
     assert describe_dir(checkpoint).kind == CHECKPOINT
+    (checkpoint / "holiday.jpg").write_text("")
+    assert describe_dir(checkpoint).kind is None
+
+
+def test_a_model_dir_of_an_older_version_without_a_kind_is_recognised(built, tmp_path):
+    model = Path(shutil.copytree(built.model_dir, tmp_path / "model"))
+    manifest = json.loads((model / "manifest.json").read_text())
+    del manifest["kind"]
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    assert describe_dir(model).kind == MODEL
+    del manifest["export"]  # not the keys our exporter writes: not ours
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    assert describe_dir(model).kind is None
 
 
 def test_index_build_refuses_a_model_dir_and_leaves_it_whole(built):

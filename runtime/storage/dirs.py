@@ -36,8 +36,18 @@ STATS_DIR = "_stats"
 SUPERSEDED_FILE = "_superseded.pq"
 # Before 17.8 sidecars sat among the shards; such a dir is still ours (and is migrated on its next run).
 OLD_SHARDS_ENTRIES = re.compile(r"(shard-\d{5}|superseded)\.parquet(\.sha256)?|errors|stats")
+TEMPORARY = re.compile(r"\..*\.tmp")  # what a writer killed mid-file leaves; the next run removes it
 SHARDS_ENTRIES = re.compile(
-    rf"shard-\d{{5}}\.parquet|{CHECKSUMS_DIR}|{ERRORS_DIR}|{STATS_DIR}|{re.escape(SUPERSEDED_FILE)}|\..*\.tmp"
+    "|".join(
+        [
+            r"shard-\d{5}\.parquet",
+            CHECKSUMS_DIR,
+            ERRORS_DIR,
+            STATS_DIR,
+            re.escape(SUPERSEDED_FILE),
+            TEMPORARY.pattern,
+        ]
+    )
 )
 CHECKPOINT_FILES = {"config.json", "model.safetensors", "training.json", "metrics.json", "README.md"}
 
@@ -68,7 +78,8 @@ def describe_dir(path: Path) -> Found:
     if all(SHARDS_ENTRIES.fullmatch(n) or OLD_SHARDS_ENTRIES.fullmatch(n) for n in names):
         shards = sum(Path(n).match(SHARD_PATTERN) for n in names)
         return Found(SHARDS, f"{LABELS[SHARDS]} ({shards} shards)")
-    if {"config.json", "model.safetensors"} <= set(names) and set(names) <= CHECKPOINT_FILES:
+    kept = {n for n in names if not TEMPORARY.fullmatch(n)}  # a killed save's temporary files too
+    if {"config.json", "model.safetensors"} <= kept and kept <= CHECKPOINT_FILES:
         return Found(CHECKPOINT, f"{LABELS[CHECKPOINT]} ({', '.join(names)})")
     return Found(None, f"{_entries(len(names))} clamp did not write ({_some(names)})")
 
