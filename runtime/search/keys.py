@@ -101,6 +101,12 @@ def classify(
     encoder: Embedder, abc: str, labels: Sequence[str], template: str = DEFAULT_TEMPLATE
 ) -> list[Hit]:
     """Zero-shot classification: every label, best first, by cosine of the music and the prompted label."""
+    labels, prompts = label_prompts(labels, template)
+    return rank_labels(labels, prompts, encoder.embed_texts(prompts), encoder.embed_abc([abc])[0])
+
+
+def label_prompts(labels: Sequence[str], template: str = DEFAULT_TEMPLATE) -> tuple[list[str], list[str]]:
+    """The labels (blank ones left out) and their prompts; ValueError saying what to fix."""
     if "{}" not in template:
         raise ValueError(
             f"template {template!r} needs a {{}} where the label goes, e.g. {DEFAULT_TEMPLATE!r}"
@@ -108,9 +114,15 @@ def classify(
     labels = [label.strip() for label in labels if label.strip()]
     if not labels:
         raise ValueError("no labels to classify with: give at least one label")
-    prompts = [template.replace("{}", label) for label in labels]
-    keys = KeySet(labels, encoder.embed_texts(prompts), [{"text": p} for p in prompts])
-    return keys.search(encoder.embed_abc([abc]), 0)[0]
+    return labels, [template.replace("{}", label) for label in labels]
+
+
+def rank_labels(
+    labels: list[str], prompts: list[str], prompt_vectors: np.ndarray, music_vector: np.ndarray
+) -> list[Hit]:
+    """classify's ranking, from vectors embedded elsewhere (the server's batches)."""
+    keys = KeySet(labels, np.asarray(prompt_vectors), [{"text": p} for p in prompts])
+    return keys.search(np.atleast_2d(music_vector), 0)[0]
 
 
 def text_keys(encoder: Embedder, texts: Sequence[str]) -> KeySet:

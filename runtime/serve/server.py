@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any, Literal
 
 import click
@@ -16,10 +15,19 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from runtime.cli import precision_option
-from runtime.serve.guards import ApiKey, BodyLimit, Metrics, route_of
-from runtime.search.index import Index, UnknownItemError
-from runtime.search.keys import DEFAULT_TEMPLATE, classify, label_set, read_music, upload_abc
+from runtime.music.patching import prepare_music
 from runtime.search.hits import hits_as_dicts
+from runtime.search.index import Index, UnknownItemError
+from runtime.search.keys import (
+    DEFAULT_TEMPLATE,
+    label_prompts,
+    label_set,
+    rank_labels,
+    read_music,
+    upload_abc,
+)
+from runtime.serve.batching import Ask, Batcher, BatchSettings, Search, Towers
+from runtime.serve.guards import Admission, ApiKey, Metrics, Slots, route_of, stages_of
 from runtime.serve.web import add_web_page
 
 MAX_BODY_BYTES = 2 << 20
@@ -28,6 +36,8 @@ MAX_TEXT_CHARS = 4096
 MAX_ABC_CHARS = 1 << 20
 MAX_INPUTS = 256
 REQUEST_TIMEOUT_S = 30.0
+BODY_TIMEOUT_S = 10.0
+MAX_CONCURRENCY = 64
 MAX_FORM_FIELDS = 16
 # Open without the API key: liveness, and the web page's files (no data in them; its queries need the key).
 PUBLIC_PATHS = ("/health", "/")
@@ -43,6 +53,9 @@ class QueryOptions(BaseModel):
 
     def search_options(self) -> dict[str, Any]:
         return {"filter": self.filter, "exact": self.exact, "with_abc": self.with_abc}
+
+    def search(self) -> Search:
+        return Search(self.k, self.search_options())
 
 
 class SearchRequest(QueryOptions):
@@ -73,50 +86,37 @@ class EmbeddingsRequest(BaseModel):
 
 def create_app(
     index: Index,
-    max_concurrency: int = 4,
+    max_concurrency: int = MAX_CONCURRENCY,
     max_body_bytes: int = MAX_BODY_BYTES,
     *,
     api_key: str | None = None,
     cors_origins: tuple[str, ...] = (),
     request_timeout: float = REQUEST_TIMEOUT_S,
+    body_timeout: float = BODY_TIMEOUT_S,
+    batching: BatchSettings | None = None,
 ) -> FastAPI:
-    """The HTTP API over one open index (and its model).
+    """The HTTP API over one open index (and its model), encoding in batches (runtime.serve.batching).
 
-    Guards, outermost first: CORS (off unless origins are given), the API key (when one is given), the
-    request timeout, bounded concurrency (429) with metrics, the body limit (413).
+    Guards, outermost first: CORS (off unless origins are given), the API key (when one is given), then
+    admission (runtime.serve.guards.Admission): the body (408, 413), a slot (429), the time limit (503).
     """
-    app = FastAPI(title="clamp-index", summary="Cross-modal symbolic music retrieval with CLaMP.")
+    slots = Slots(max_concurrency)
+    towers = Towers.of(index, batching or BatchSettings(), in_flight=lambda: slots.taken)
+    app = FastAPI(
+        title="clamp-index",
+        summary="Cross-modal symbolic music retrieval with CLaMP.",
+        lifespan=towers.lifespan,
+    )
     metrics = Metrics()
-    in_flight = {"n": 0}
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # inside `guard`, which is added after it
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        """Bounded concurrency (429 when full), a time limit (503), metrics and a Server-Timing header."""
-        started = time.perf_counter()
-        if request.method == "POST" and in_flight["n"] >= max_concurrency:
-            response = JSONResponse(
-                {"detail": "server busy: retry shortly"}, status_code=429, headers={"Retry-After": "1"}
-            )
-        else:
-            in_flight["n"] += request.method == "POST"
-            try:  # a slow client or a stuck query gives up its slot; the encoder thread runs out on its own
-                response = await asyncio.wait_for(call_next(request), request_timeout)
-            except asyncio.TimeoutError:
-                response = JSONResponse(
-                    {"detail": f"request took longer than {request_timeout:g} s"},
-                    status_code=503,
-                    headers={"Retry-After": "1"},
-                )
-            finally:
-                in_flight["n"] -= request.method == "POST"
-        seconds = time.perf_counter() - started
-        metrics.record(route_of(request.url.path, app.state.routes), response.status_code, seconds)
-        stages = getattr(request.state, "timings", {})
-        response.headers["Server-Timing"] = ", ".join(
-            f"{name};dur={took * 1000:.2f}" for name, took in {**stages, "total": seconds}.items()
-        )
-        return response
+    app.add_middleware(
+        Admission,
+        slots=slots,
+        metrics=metrics,
+        route=lambda path: route_of(path, app.state.routes),
+        max_bytes=max_body_bytes,
+        body_timeout=body_timeout,
+        request_timeout=request_timeout,
+    )
 
     @app.exception_handler(ValueError)
     async def bad_request(request: Request, err: ValueError) -> JSONResponse:
@@ -130,26 +130,15 @@ def create_app(
     async def no_model(request: Request, err: FileNotFoundError) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=503)
 
-    def timed(request: Request, stage: str, fn, *args, **kwargs):
-        """fn(*args, **kwargs), its duration noted for the Server-Timing header."""
-        started = time.perf_counter()
-        result = fn(*args, **kwargs)
-        request.state.timings = {
-            **getattr(request.state, "timings", {}),
-            stage: time.perf_counter() - started,
-        }
-        return result
-
-    def search_response(request: Request, query: str, vector: np.ndarray, options: QueryOptions) -> dict:
-        hits = timed(request, "search", index.search_vectors, vector, options.k, **options.search_options())[
-            0
-        ]
-        return {"query": query, "results": hits_as_dicts(hits)}
+    async def encoded(tower: Batcher, request: Request, values: list, search: Search | None = None) -> list:
+        """One result per value from the tower's batches: its vector, or its hits when `search` is given."""
+        index.require_encoder()  # no model: 503 before queueing
+        return await tower.submit([Ask(value, search) for value in values], stages_of(request.scope))
 
     @app.post("/search", summary="Semantic search: tunes matching a text description")
-    def search(body: SearchRequest, request: Request) -> dict:
-        vector = timed(request, "encode", index.require_encoder().embed_texts, [body.text])
-        return search_response(request, body.text, vector, body)
+    async def search(body: SearchRequest, request: Request) -> dict:
+        hits = (await encoded(towers.text, request, [body.text], body.search()))[0]
+        return {"query": body.text, "results": hits_as_dicts(hits)}
 
     similar_body = {
         "content": {
@@ -174,19 +163,16 @@ def create_app(
     )
     async def similar(request: Request) -> dict:
         body = await similar_request(request)
-        return await run_in_threadpool(similar_hits, request, body)  # encoding must not block the event loop
-
-    def similar_hits(request: Request, body: SimilarRequest) -> dict:
         if body.id is not None:
-            hits = index.similar_to(body.id, body.k, **body.search_options())
+            hits = await run_in_threadpool(index.similar_to, body.id, body.k, **body.search_options())
             return {"query": body.id, "results": hits_as_dicts(hits)}
         if not body.abc:
             raise HTTPException(
                 422, "give the query tune as `abc` (JSON), a `file` upload, or an indexed `id`"
             )
-        abc = read_music(body.abc + "\n", body.tune)  # the newline marks it as ABC text, not a path
-        vector = timed(request, "encode", index.require_encoder().embed_abc, [abc])
-        return search_response(request, body.abc, vector, body)
+        patches = await run_in_threadpool(tune_patches, index, body.abc, body.tune)
+        hits = (await encoded(towers.music, request, [patches], body.search()))[0]
+        return {"query": body.abc, "results": hits_as_dicts(hits)}
 
     async def similar_request(request: Request) -> SimilarRequest:
         try:
@@ -206,24 +192,27 @@ def create_app(
             raise HTTPException(422, json.loads(err.json(include_url=False))) from err
 
     @app.post("/classify", summary="Zero-shot classification of an ABC tune among text labels")
-    def classify_tune(body: ClassifyRequest, request: Request) -> dict:
+    async def classify_tune(body: ClassifyRequest, request: Request) -> dict:
         if (body.labels is None) == (body.label_set is None):
             raise ValueError("give either `labels` or `label_set` (one of them)")
         template, labels = label_set(body.label_set) if body.label_set else (DEFAULT_TEMPLATE, body.labels)
-        abc = read_music(body.abc + "\n", body.tune)
-        hits = timed(
-            request, "classify", classify, index.require_encoder(), abc, labels, body.template or template
+        labels, prompts = label_prompts(labels, body.template or template)
+        patches = await run_in_threadpool(tune_patches, index, body.abc, body.tune)
+        prompt_vectors, music = await asyncio.gather(
+            encoded(towers.text, request, prompts), encoded(towers.music, request, [patches])
         )
-        return {"results": hits_as_dicts(hits)}
+        return {"results": hits_as_dicts(rank_labels(labels, prompts, np.stack(prompt_vectors), music[0]))}
 
     @app.post("/v1/embeddings", summary="Embeddings, OpenAI-shaped; modality text or abc")
-    def embeddings(body: EmbeddingsRequest, request: Request) -> dict:
+    async def embeddings(body: EmbeddingsRequest, request: Request) -> dict:
         inputs = [body.input] if isinstance(body.input, str) else body.input
         if not 1 <= len(inputs) <= MAX_INPUTS:
             raise ValueError(f"input must hold 1..{MAX_INPUTS} items, got {len(inputs)}")
-        encoder = index.require_encoder()
-        embed = encoder.embed_texts if body.modality == "text" else encoder.embed_abc
-        vectors = timed(request, "encode", embed, inputs)
+        if body.modality == "text":
+            vectors = await encoded(towers.text, request, inputs)
+        else:
+            patches = await run_in_threadpool(lambda: [tune_patches(index, abc) for abc in inputs])
+            vectors = await encoded(towers.music, request, patches)
         return {
             "object": "list",
             "data": [
@@ -251,7 +240,7 @@ def create_app(
 
     @app.get("/metrics", summary="Request counts and latencies per route")
     def get_metrics() -> dict:
-        return {**metrics.snapshot(), "in_flight": in_flight["n"]}
+        return {**metrics.snapshot(), "in_flight": slots.taken}
 
     add_web_page(app)
     app.state.routes = {route.path for route in app.routes}
@@ -265,6 +254,13 @@ def create_app(
             allow_headers=["*"],
         )
     return app
+
+
+def tune_patches(index: Index, abc: str, tune: int | None = None) -> np.ndarray:
+    """Bar patches as the music tower takes them, of tune `tune` of an ABC text (None: the text as it is)."""
+    if tune is not None:
+        abc = read_music(abc + "\n", tune)  # the newline marks it as ABC text, not a path
+    return prepare_music(abc, index.require_encoder().max_patches)
 
 
 def is_public(path: str) -> bool:
@@ -288,7 +284,26 @@ def is_public(path: str) -> bool:
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True)
-@click.option("--max-concurrency", default=4, show_default=True, help="Queries at once; more get HTTP 429.")
+@click.option(
+    "--max-concurrency",
+    default=MAX_CONCURRENCY,
+    show_default=True,
+    help="Queries being answered at once (counted once their body has arrived); more get HTTP 429.",
+)
+@click.option(
+    "--max-batch",
+    default=BatchSettings.max_batch,
+    type=click.IntRange(min=1),
+    show_default=True,
+    help="Most inputs (texts, tunes) encoded as one batch; 1: every input alone, as before batching.",
+)
+@click.option(
+    "--batch-wait-ms",
+    default=BatchSettings.wait_ms,
+    type=click.FloatRange(min=0),
+    show_default=True,
+    help="Most milliseconds an idle encoder waits for batch-mates while other queries are in flight.",
+)
 @click.option(
     "--api-key",
     envvar="CLAMP_API_KEY",
@@ -306,7 +321,13 @@ def is_public(path: str) -> bool:
     "--request-timeout",
     default=REQUEST_TIMEOUT_S,
     show_default=True,
-    help="Seconds a request may take, slow uploads included; then HTTP 503.",
+    help="Seconds a query may take once its body has arrived; then HTTP 503 (and its inputs are dropped).",
+)
+@click.option(
+    "--body-timeout",
+    default=BODY_TIMEOUT_S,
+    show_default=True,
+    help="Seconds a client may take to send its request body; then HTTP 408.",
 )
 def serve(
     index_dir: str,
@@ -315,9 +336,12 @@ def serve(
     host: str,
     port: int,
     max_concurrency: int,
+    max_batch: int,
+    batch_wait_ms: float,
     api_key: str | None,
     cors_origins: tuple[str, ...],
     request_timeout: float,
+    body_timeout: float,
 ) -> None:
     """Serve an index over HTTP (JSON). Interactive API docs at http://HOST:PORT/docs.
 
@@ -335,6 +359,12 @@ def serve(
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
     app = create_app(
-        index, max_concurrency, api_key=api_key, cors_origins=cors_origins, request_timeout=request_timeout
+        index,
+        max_concurrency,
+        api_key=api_key,
+        cors_origins=cors_origins,
+        request_timeout=request_timeout,
+        body_timeout=body_timeout,
+        batching=BatchSettings(max_batch=max_batch, wait_ms=batch_wait_ms),
     )
     uvicorn.run(app, host=host, port=port)
