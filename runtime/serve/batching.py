@@ -36,12 +36,17 @@ class QueueFull(HTTPException):
 
 @dataclass(frozen=True)
 class BatchSettings:
-    """How a batcher gathers: up to max_batch inputs (and max_cost, e.g. patches), waiting at most wait_ms."""
+    """How batchers gather: up to max_batch requests' inputs, within a budget, waiting at most wait_ms.
+
+    max_batch 1 encodes each request's inputs alone, as the server did before batching; a request over
+    the budget (max_texts texts, max_patches padded patches: the encoder's own batch sizes) is split.
+    """
 
     max_batch: int = 32
     wait_ms: float = 2.0
-    max_queue: int = 1024  # inputs waiting; more get 429
-    max_cost: int = 8192  # sum of input costs in one batch (music: patches, embed_patches' own budget)
+    max_queue: int = 1024  # inputs waiting in one tower's queue; more get 429
+    max_texts: int = 64
+    max_patches: int = 8192
 
 
 @dataclass(eq=False)
@@ -82,12 +87,14 @@ class Batcher:
         name: str,
         run: BatchFn,
         settings: BatchSettings,
+        budget: int,
         cost: Callable[[Any], int] = lambda _: 1,
         in_flight: Callable[[], int] | None = None,
     ):
         self.name = name
         self.run = run
         self.settings = settings
+        self.budget = budget
         self.cost = cost
         self.in_flight = in_flight
         self._jobs: deque[_Job] = deque()
@@ -146,23 +153,27 @@ class Batcher:
 
     def _more_may_come(self) -> bool:
         live = [job for job in self._jobs if not job.future.done()]
-        waiting = sum(len(job.inputs) - job.taken for job in live)
-        if waiting >= self.settings.max_batch:
+        waiting = sum(self.cost(value) for job in live for value in job.inputs[job.taken :])
+        if len(live) >= self.settings.max_batch or waiting >= self.budget:
             return False
         return self.in_flight is None or self.in_flight() > len(live)
 
     def _take(self) -> list[tuple[_Job, int]]:
         """The next batch's (job, row) pairs; jobs whose request has gone are dropped here, never encoded."""
         batch: list[tuple[_Job, int]] = []
-        cost, now = 0, asyncio.get_running_loop().time()
-        while self._jobs and len(batch) < self.settings.max_batch:
+        cost, jobs, now = 0, 0, asyncio.get_running_loop().time()
+        while self._jobs:
             job = self._jobs[0]
             if job.future.done():
                 self._jobs.popleft()
                 continue
             item_cost = self.cost(job.inputs[job.taken])
-            if batch and cost + item_cost > self.settings.max_cost:
+            if batch and cost + item_cost > self.budget:
                 break
+            if not batch or batch[-1][0] is not job:
+                if jobs == self.settings.max_batch:
+                    break
+                jobs += 1
             if job.taken == 0:
                 job.stages["queue"] = now - job.queued_at
             batch.append((job, job.taken))
@@ -259,11 +270,18 @@ class Towers:
     def of(cls, index: Index, settings: BatchSettings, in_flight: Callable[[], int]) -> Towers:
         texts = encode_then_search(index, lambda encoder, values: encoder.embed_texts(values))
         music = encode_then_search(
-            index, lambda encoder, values: encoder.embed_patches(values, settings.max_cost)
+            index, lambda encoder, values: encoder.embed_patches(values, settings.max_patches)
         )
         return cls(
-            Batcher("text", texts, settings, in_flight=in_flight),
-            Batcher("music", music, settings, cost=lambda ask: len(ask.value), in_flight=in_flight),
+            Batcher("text", texts, settings, settings.max_texts, in_flight=in_flight),
+            Batcher(
+                "music",
+                music,
+                settings,
+                settings.max_patches,
+                cost=lambda ask: len(ask.value),
+                in_flight=in_flight,
+            ),
         )
 
     async def close(self) -> None:

@@ -129,6 +129,9 @@ class Admission:
 
         try:
             await self._admit(scope, receive, send_timed, status)
+        except Exception:
+            status[0] = 500  # Starlette's error middleware, outside this one, answers it
+            raise
         finally:
             self.metrics.record(self.route(scope["path"]), status[0], time.perf_counter() - started)
 

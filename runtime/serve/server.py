@@ -295,7 +295,7 @@ def is_public(path: str) -> bool:
     default=BatchSettings.max_batch,
     type=click.IntRange(min=1),
     show_default=True,
-    help="Most inputs (texts, tunes) encoded as one batch; 1: every input alone, as before batching.",
+    help="Most queries encoded as one batch; 1: each query's inputs alone, as before batching.",
 )
 @click.option(
     "--batch-wait-ms",
