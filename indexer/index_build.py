@@ -17,8 +17,17 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from indexer.shards import embeddings_matrix, iter_shard_batches, shard_files, shard_ids, shards_metadata
+from indexer.shards import (
+    embeddings_matrix,
+    iter_shard_batches,
+    shard_files,
+    shard_ids,
+    shards_metadata,
+    shards_provenance,
+)
+from indexer.supersede import read_superseded
 from runtime.model.encoder import available_cores
+from runtime.model.modeldir import CONFIG_FILE, file_sha256, verify_model_dir
 from runtime.search.index import (
     HNSW_FILE,
     INDEX_FILES,
@@ -28,12 +37,12 @@ from runtime.search.index import (
     ModelMismatchError,
     model_dir_candidates,
 )
-from runtime.storage.integrity import file_entries
-from runtime.search.items import ITEM_COLUMNS, ItemWriter
 from runtime.model.modeldir import CONFIG_FILE, file_sha256, verify_model_dir
+from runtime.search.items import SHARD_COLUMNS, ItemWriter, item_row
+from runtime.storage.integrity import file_entries
 
 SPACE = "ip"  # inner product = cosine on L2-normalised vectors
-READ_COLUMNS = [c for c in ITEM_COLUMNS if c != "label"] + ["embedding"]
+READ_COLUMNS = [*SHARD_COLUMNS, "embedding"]
 
 
 def build_index(
@@ -51,8 +60,9 @@ def build_index(
     """Build an index dir from a shards dir and return its manifest.
 
     `model_dir` (recorded so queries default to it) must hold the model that made the shards; without
-    it, the default model dirs ($CLAMP_MODEL, build/model) are recorded if one of them is that model.
-    Duplicate ids (the same tune embedded twice) are indexed once.
+    it, the model dir the shards record is inherited, else a default one ($CLAMP_MODEL, build/model) that
+    is that model. Duplicate ids (the same tune embedded twice) are indexed once; rows superseded since
+    (their file changed: indexer.supersede) are left out.
     """
     started = time.perf_counter()
     shards_dir, out_dir = Path(shards_dir), Path(out_dir)
@@ -64,9 +74,12 @@ def build_index(
         raise FileNotFoundError(
             f"no shard files (shard-NNNNN.parquet) in {shards_dir}: run `clamp embed` first"
         )
-    recorded_model_dir = _matching_model_dir(model["model_hash"], model_dir)
+    provenance = shards_provenance(shards_dir)
+    recorded_model_dir = _matching_model_dir(model["model_hash"], model_dir, provenance["model_dir"])
     dim = int(model["dim"])
-    pending_ids = shard_ids(shards_dir)
+    superseded = set(read_superseded(shards_dir))
+    pending_ids = shard_ids(shards_dir) - superseded
+    superseded_rows = 0
     count = len(pending_ids)
     shard_rows = {f: pq.read_metadata(f).num_rows for f in files}
     rows = sum(shard_rows.values())
@@ -85,6 +98,8 @@ def build_index(
                 if item_id in pending_ids:  # first sighting: later duplicates are skipped
                     pending_ids.discard(item_id)
                     keep.append(i)
+                else:
+                    superseded_rows += item_id in superseded
             bar.update(batch.num_rows)
             if not keep:
                 continue
@@ -94,7 +109,9 @@ def build_index(
             graph.add_items(embeddings, labels, num_threads=num_threads or available_cores())
             vectors[labels] = embeddings
             columns = [batch.column(c).to_pylist() for c in READ_COLUMNS[:-1]]
-            items.add((int(lab), *(col[i] for col in columns)) for lab, i in zip(labels, keep, strict=True))
+            items.add(
+                item_row(int(lab), *(col[i] for col in columns)) for lab, i in zip(labels, keep, strict=True)
+            )
             label += len(keep)
     graph.save_index(str(tmp / HNSW_FILE))
     vectors.flush()
@@ -106,13 +123,15 @@ def build_index(
         "model_name": model["model_name"],
         "model_dir": recorded_model_dir,
         "count": count,
-        "duplicates_skipped": rows - count,
+        "duplicates_skipped": rows - count - superseded_rows,
+        "superseded_skipped": superseded_rows,
         "dim": dim,
         "space": SPACE,
         "M": m,
         "ef_construction": ef_construction,
         "build_seconds": round(time.perf_counter() - started, 3),
         "shards_dir": str(shards_dir.resolve()),
+        "corpus_roots": provenance["corpus_roots"],
         "shards": [{"file": f.name, "sha256": file_sha256(f), "rows": n} for f, n in shard_rows.items()],
         "files": file_entries(
             tmp, list(INDEX_FILES)
@@ -123,8 +142,11 @@ def build_index(
     return manifest
 
 
-def _matching_model_dir(model_hash: str, model_dir: str | Path | None) -> str | None:
-    """The absolute model dir to record: the one given (which must match) or a default that matches."""
+def _matching_model_dir(
+    model_hash: str, model_dir: str | Path | None, shards_model_dir: str | None
+) -> str | None:
+    """The absolute model dir to record: the one given (which must match), else the first that matches
+    of the shards' own model dir and the defaults (model_dir_candidates)."""
     if model_dir is not None:
         found = _model_hash(Path(model_dir))
         if found != model_hash:
@@ -133,7 +155,8 @@ def _matching_model_dir(model_hash: str, model_dir: str | Path | None) -> str | 
                 "pass the model dir used by `clamp embed`, or re-embed with this model"
             )
         return str(Path(model_dir).resolve())
-    for candidate in model_dir_candidates():
+    inherited = [Path(shards_model_dir)] if shards_model_dir else []
+    for candidate in [*inherited, *model_dir_candidates()]:
         if (candidate / CONFIG_FILE).is_file() and _model_hash(candidate) == model_hash:
             return str(candidate.resolve())
     return None

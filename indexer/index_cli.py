@@ -1,4 +1,4 @@
-"""`clamp index build|info`: turn embedding shards into a searchable index, and describe one."""
+"""`clamp index build|info|facets`: turn embedding shards into a searchable index, and describe one."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import json
 
 import click
 
-from runtime.search.index import read_manifest
+from runtime.cli import InRange
+from runtime.search.index import DEFAULT_FACET_FIELDS, DEFAULT_FACET_TOP, read_manifest
+from runtime.search.limits import EF_CONSTRUCTION, HNSW_M, THREADS
 
 
 @click.group()
@@ -16,6 +18,7 @@ def index() -> None:
     \b
     clamp embed corpus/ --out build/shards               # tunes -> Parquet shards
     clamp index build build/shards --out build/index     # shards -> index dir
+    clamp index facets build/index                       # its keys, meters, tune types... with counts
     clamp search "a lively jig" --index build/index      # query it
     """
 
@@ -28,25 +31,33 @@ def index() -> None:
     "model_dir",
     type=click.Path(exists=True, file_okay=False),
     help="Model dir that made the shards, recorded so queries default to it "
-    "[default: $CLAMP_MODEL or build/model, if it is that model].",
+    "[default: the one the shards record, else $CLAMP_MODEL or build/model, if it is that model].",
 )
 @click.option(
-    "--m", "m", default=16, show_default=True, help="HNSW links per node: more = better recall, more RAM."
+    "--m",
+    "m",
+    type=InRange(HNSW_M),
+    default=16,
+    show_default=True,
+    help="HNSW links per node: more = better recall, more RAM.",
 )
 @click.option(
     "--ef-construction",
+    type=InRange(EF_CONSTRUCTION),
     default=200,
     show_default=True,
     help="HNSW build-time beam: more = better graph, slower build.",
 )
-@click.option("--threads", default=None, type=int, help="Build threads [default: all cores].")
+@click.option("--threads", default=None, type=InRange(THREADS), help="Build threads [default: all cores].")
 def build(
     shards_dir: str, out_dir: str, model_dir: str | None, m: int, ef_construction: int, threads: int | None
 ) -> None:
     """Build an index dir from SHARDS_DIR (written by `clamp embed`).
 
     The index dir holds index.hnsw (the graph), items.sqlite (metadata and ABC of every tune),
-    vectors.npy (for exact search) and manifest.json. An existing index at --out is replaced.
+    vectors.npy (for exact search) and manifest.json (with the model dir the shards record, so queries
+    need no --model). Rows superseded since they were embedded (their file changed) are left out. An
+    existing index at --out is replaced.
     """
     from indexer.index_build import build_index
 
@@ -64,6 +75,8 @@ def build(
         raise click.ClickException(str(err)) from err
     took = manifest["build_seconds"]
     click.echo(f"indexed {manifest['count']} tunes ({manifest['dim']}-d) in {took:.1f} s -> {out_dir}")
+    if manifest["superseded_skipped"]:
+        click.echo(f"left out {manifest['superseded_skipped']} superseded row(s) (their files changed since)")
     if manifest["model_dir"] is None:
         click.echo("note: no model dir recorded; queries will need --model DIR (or $CLAMP_MODEL)", err=True)
 
@@ -73,3 +86,38 @@ def build(
 def info(index_dir: str) -> None:
     """Print the manifest of INDEX_DIR: model, count, HNSW parameters, build time, source shards."""
     click.echo(json.dumps(read_manifest(index_dir), indent=2))
+
+
+@index.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--fields",
+    default=",".join(DEFAULT_FACET_FIELDS),
+    show_default=True,
+    help="Comma-separated filter fields (raw.NAME: a header field as written).",
+)
+@click.option("--filter", "filter_text", default=None, help="Count only the items that pass this filter.")
+@click.option(
+    "--top", default=DEFAULT_FACET_TOP, show_default=True, help="Values per field, commonest first."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, shaped as GET /v1/facets answers.")
+def facets(index_dir: str, fields: str, filter_text: str | None, top: int, as_json: bool) -> None:
+    """The commonest values of metadata fields in INDEX_DIR, with counts: what a --filter can select.
+
+    \b
+    clamp index facets build/index
+    clamp index facets build/index --fields key,meter --filter 'rhythm in (jig, reel)'
+    """
+    from runtime.cli.query import user_errors
+    from runtime.search.hits import facets_as_dict
+    from runtime.search.index import Index
+
+    with user_errors():
+        found = Index.open(index_dir).facets(fields.split(","), filter_text, top)
+    if as_json:
+        click.echo(json.dumps(facets_as_dict(found), indent=2, ensure_ascii=False))
+        return
+    for name, values in found.items():
+        click.echo(f"{name}:")
+        for value, count in values:
+            click.echo(f"  {count:>8}  {value}")

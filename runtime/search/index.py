@@ -5,24 +5,27 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import hnswlib
 import numpy as np
 
-from runtime.storage.integrity import check_files, listed_files
-from runtime.search.items import ItemStore
-from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify, read_music
 from runtime.model.modeldir import CONFIG_FILE
-from runtime.search.hits import Condition, Hit, exact_top_k, parse_filter
+from runtime.search.errors import REBUILD, IndexDirError
+from runtime.search.filters import Filter, parse_filter
+from runtime.search.hits import Hit, exact_top_k
+from runtime.search.items import ItemStore
+from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify, classify_vector, read_music
+from runtime.search.limits import EF, K, require_text
+from runtime.storage.integrity import check_files, listed_files
 
 MANIFEST_FILE = "manifest.json"
 HNSW_FILE = "index.hnsw"
 ITEMS_FILE = "items.sqlite"
 VECTORS_FILE = "vectors.npy"
 INDEX_FILES = (HNSW_FILE, ITEMS_FILE, VECTORS_FILE)
-REBUILD = "rebuild the index with `clamp index build`"
 DEFAULT_MODEL_DIR = Path("build/model")
 DEFAULT_EF = 128
 # A filtered graph query first looks at the k * OVERFETCH nearest items, unfiltered, and keeps those
@@ -31,14 +34,15 @@ OVERFETCH = 10
 # Otherwise a filter that keeps at most this many items is answered by exact search over them (fast,
 # never short of results); larger subsets go through the graph with an hnswlib filter.
 EXACT_SUBSET_MAX = 20_000
+DEFAULT_FACET_FIELDS = ("key", "meter", "rhythm", "origin", "collection")
+DEFAULT_FACET_TOP = 20
+MAX_FACET_TOP = 1000
+MAX_FACET_FIELDS = 16
+FACET_CACHE_SIZE = 64  # facet answers kept per open index (by fields, filter, top)
 
 
 class ModelMismatchError(ValueError):
     """The model given for queries is not the model the index was built with."""
-
-
-class IndexDirError(ValueError):
-    """An index dir that is incomplete, damaged or altered since it was built."""
 
 
 class UnknownItemError(KeyError):
@@ -82,6 +86,49 @@ def resolve_model_dir(model_dir: str | Path | None, index_manifest: dict[str, An
     raise FileNotFoundError(f"no model dir found (looked in {looked}): pass --model DIR or set CLAMP_MODEL")
 
 
+def index_model(
+    directory: Path,
+    manifest: dict[str, Any],
+    model_dir: str | Path | None,
+    *,
+    precision: str = "auto",
+    full_check: bool = False,
+) -> Embedder | None:
+    """The index's model for encoding queries: `model_dir`, else the manifest's or a default (None if none).
+
+    Raises ModelMismatchError for a model other than the one the index was built with.
+    """
+    try:
+        model_dir = resolve_model_dir(model_dir, manifest)
+    except FileNotFoundError:
+        return None
+    from runtime.model.encoder import Encoder
+
+    encoder = Encoder.open(model_dir, precision=precision, full_check=full_check)
+    check_index_model(directory, manifest, encoder)
+    return encoder
+
+
+def check_index_model(directory: Path, manifest: dict[str, Any], encoder: Embedder | None) -> None:
+    """Raise ModelMismatchError unless the encoder (if any) is the model the index was built with."""
+    if encoder is not None and encoder.model_hash != manifest["model_hash"]:
+        raise ModelMismatchError(
+            f"index {directory} was built with model {manifest.get('model_name')!r} "
+            f"(hash {manifest['model_hash'][:12]}, dir {manifest.get('model_dir')}), but the model given "
+            f"has hash {encoder.model_hash[:12]}: query with the index's model (--model DIR) or rebuild "
+            f"the index with `clamp embed` + `clamp index build` using this model"
+        )
+
+
+def missing_model_error(directory: Path, manifest: dict[str, Any]) -> FileNotFoundError:
+    """Why an index cannot encode queries: its model was not found, and where it was looked for."""
+    looked = ", ".join(map(str, model_dir_candidates(manifest)))
+    return FileNotFoundError(
+        f"index {directory} needs its model {manifest.get('model_name')!r} to encode queries and none "
+        f"was found (looked in {looked}): pass model_dir (--model DIR) or set CLAMP_MODEL"
+    )
+
+
 class Index:
     """A built index, ready for text, music and vector queries from any number of threads."""
 
@@ -104,7 +151,8 @@ class Index:
                 f"{directory}: {VECTORS_FILE} holds {self.vectors.shape}, {HNSW_FILE} "
                 f"{self.graph.get_current_count()} items, {MANIFEST_FILE} says {count} x {dim}; {REBUILD}"
             )
-        self.graph.set_ef(ef)  # only here: set_ef races with concurrent queries
+        self.graph.set_ef(EF.check(ef))  # only here: set_ef races with concurrent queries
+        self._facets: dict[tuple, dict[str, list[tuple[str, int]]]] = {}
 
     @classmethod
     def open(
@@ -138,21 +186,8 @@ class Index:
             if not isinstance(manifest.get(key), kind):
                 raise IndexDirError(f"{where} has no valid {key!r}: the index dir is damaged; {REBUILD}")
         if encoder is None:
-            try:
-                model_dir = resolve_model_dir(model_dir, manifest)
-            except FileNotFoundError:
-                model_dir = None
-            if model_dir is not None:
-                from runtime.model.encoder import Encoder
-
-                encoder = Encoder.open(model_dir, precision=precision, full_check=full_check)
-        if encoder is not None and encoder.model_hash != manifest["model_hash"]:
-            raise ModelMismatchError(
-                f"index {directory} was built with model {manifest.get('model_name')!r} "
-                f"(hash {manifest['model_hash'][:12]}, dir {manifest.get('model_dir')}), but the model given "
-                f"has hash {encoder.model_hash[:12]}: query with the index's model (--model DIR) or rebuild "
-                f"the index with `clamp embed` + `clamp index build` using this model"
-            )
+            encoder = index_model(directory, manifest, model_dir, precision=precision, full_check=full_check)
+        check_index_model(directory, manifest, encoder)
         return cls(directory, manifest, encoder, ef)
 
     def __len__(self) -> int:
@@ -163,17 +198,29 @@ class Index:
         queries: np.ndarray,
         k: int = 10,
         *,
-        filter: str | Sequence[Condition] | None = None,
+        filter: str | Filter | None = None,
         exact: bool = False,
         with_abc: bool = False,
     ) -> list[list[Hit]]:
         """Best k items for each L2-normalised query vector [Q, dim] (or [dim]), best first.
 
-        `exact` scores every (allowed) item instead of walking the HNSW graph.
+        `filter` is a filter text (runtime.search.filters) or its parsed tree. `exact` scores every
+        (allowed) item instead of walking the HNSW graph.
         """
+        return self._search(queries, K.check(k), filter=filter, exact=exact, with_abc=with_abc)
+
+    def _search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        filter: str | Filter | None = None,
+        exact: bool = False,
+        with_abc: bool = False,
+    ) -> list[list[Hit]]:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         conditions = parse_filter(filter) if isinstance(filter, str) else filter
-        if not conditions:
+        if conditions is None:
             labels, scores = self._exact(queries, k, None) if exact else self._graph(queries, k, None)
             return self._hits(labels, scores, with_abc)
         if not exact and (found := self._graph_then_filter(queries, k, conditions)) is not None:
@@ -189,26 +236,74 @@ class Index:
 
     def search_text(self, text: str, k: int = 10, **options: Any) -> list[Hit]:
         """Semantic search: the items whose music best matches a text description."""
-        return self.search_vectors(self.require_encoder().embed_texts([text]), k, **options)[0]
+        return self.search_vectors(self.require_encoder().embed_texts([require_text(text)]), k, **options)[0]
 
-    def search_music(self, music: str | Path, k: int = 10, *, tune: int = 0, **options: Any) -> list[Hit]:
-        """Similar-music search for a tune given as a file path or ABC text (tune `tune` of several)."""
-        return self.search_vectors(self.require_encoder().embed_abc([read_music(music, tune)]), k, **options)[
-            0
-        ]
+    def search_music(
+        self, music: str | Path, k: int = 10, *, tune: int = 0, exclude_self: bool = True, **options: Any
+    ) -> list[Hit]:
+        """Similar-music search for a tune given as a file path or ABC text (tune `tune` of several).
 
-    def similar_to(self, item_id: str, k: int = 10, **options: Any) -> list[Hit]:
-        """Similar-music search for an indexed item, by id (no encoding needed)."""
-        label = self.items.label_of(item_id)
-        if label is None:
-            raise UnknownItemError(f"no item with id {item_id!r} in index {self.directory}")
-        return self.search_vectors(np.asarray(self.vectors[label]), k, **options)[0]
+        `exclude_self` leaves out indexed items whose ABC is the query's (the tune itself, at cosine 1).
+        """
+        abc = read_music(music, tune)
+        vector = self.require_encoder().embed_abc([abc])
+        return self.nearest_except(vector, k, abc=abc if exclude_self else None, **options)
+
+    def similar_to(
+        self, item_id: str, k: int = 10, *, exclude_self: bool = True, **options: Any
+    ) -> list[Hit]:
+        """Similar-music search for an indexed item, by id (no encoding needed), by default without it."""
+        vector = self.item_vector(item_id)
+        return self.nearest_except(vector, k, item_id=item_id if exclude_self else None, **options)
+
+    def nearest_except(
+        self,
+        vector: np.ndarray,
+        k: int = 10,
+        *,
+        item_id: str | None = None,
+        abc: str | None = None,
+        **options: Any,
+    ) -> list[Hit]:
+        """The best k hits for one vector leaving out the item `item_id` and the items whose ABC is `abc`.
+
+        "More like this" should not answer with the query itself: more hits are asked for until k remain.
+        """
+        k = K.check(k)
+        itself = None if abc is None else abc.strip()
+
+        def excluded(hit: Hit) -> bool:
+            return hit.id == item_id or (itself is not None and (hit.abc or "").strip() == itself)
+
+        wanted = k + (item_id is not None or abc is not None)
+        with_abc = options.pop("with_abc", False)
+        while True:
+            asked = min(wanted, len(self))
+            hits = self._search(vector, asked, with_abc=with_abc or abc is not None, **options)[0]
+            kept = [hit for hit in hits if not excluded(hit)]
+            if len(kept) >= k or len(hits) < wanted:
+                break
+            wanted *= 2
+        return [hit if with_abc else replace(hit, abc=None) for hit in kept[:k]]
 
     def classify(
         self, music: str | Path, labels: Sequence[str], template: str = DEFAULT_TEMPLATE, *, tune: int = 0
     ) -> list[Hit]:
         """Zero-shot classification of a tune against label texts, with the index's model."""
         return classify(self.require_encoder(), read_music(music, tune), labels, template)
+
+    def classify_item(
+        self, item_id: str, labels: Sequence[str], template: str = DEFAULT_TEMPLATE
+    ) -> list[Hit]:
+        """Zero-shot classification of an indexed item, by id, from its stored vector (no music encoding)."""
+        return classify_vector(self.require_encoder(), self.item_vector(item_id), labels, template)
+
+    def item_vector(self, item_id: str) -> np.ndarray:
+        """An indexed item's L2-normalised vector [1, dim], by id; UnknownItemError when there is none."""
+        label = self.items.label_of(item_id)
+        if label is None:
+            raise UnknownItemError(f"no item with id {item_id!r} in index {self.directory}")
+        return np.asarray(self.vectors[label : label + 1], dtype=np.float32)
 
     def item(self, item_id: str) -> dict[str, Any] | None:
         """An item's id, metadata and ABC, or None when the id is not in the index."""
@@ -218,15 +313,32 @@ class Index:
         found_id, metadata, abc = self.items.items([label], with_abc=True)[label]
         return {"id": found_id, **metadata, "abc": abc}
 
+    def facets(
+        self, fields: Sequence[str], filter: str | Filter | None = None, top: int = DEFAULT_FACET_TOP
+    ) -> dict[str, list[tuple[str, int]]]:
+        """The `top` commonest values of each field, with counts, among the items that pass `filter`.
+
+        For search pages' dropdowns: `index.facets(["key", "meter"], "rhythm = jig")`. Fields are filter
+        fields (items.FILTER_FIELDS, raw.NAME); at most MAX_FACET_FIELDS of them, top 1..MAX_FACET_TOP.
+        """
+        names = [name.strip().lower() for name in fields if name.strip()]
+        if not 1 <= len(names) <= MAX_FACET_FIELDS or not 1 <= top <= MAX_FACET_TOP:
+            raise ValueError(
+                f"facets: give 1..{MAX_FACET_FIELDS} fields (got {len(names)}) and a top of "
+                f"1..{MAX_FACET_TOP} values (got {top})"
+            )
+        key = (tuple(names), filter, top)
+        if key not in self._facets:  # the index never changes: a page's dropdowns are counted once
+            tree = parse_filter(filter) if isinstance(filter, str) else filter
+            if len(self._facets) >= FACET_CACHE_SIZE:
+                self._facets.clear()
+            self._facets[key] = {name: self.items.facet(tree, name, top) for name in names}
+        return {name: list(values) for name, values in self._facets[key].items()}
+
     def require_encoder(self) -> Embedder:
         """The model, for queries that must encode; raises saying where a model was looked for."""
         if self.encoder is None:
-            looked = ", ".join(map(str, model_dir_candidates(self.manifest)))
-            name = self.manifest.get("model_name")
-            raise FileNotFoundError(
-                f"index {self.directory} needs its model {name!r} to encode queries and none was found "
-                f"(looked in {looked}): pass model_dir (--model DIR) or set CLAMP_MODEL"
-            )
+            raise missing_model_error(self.directory, self.manifest)
         return self.encoder
 
     def _exact(
@@ -253,7 +365,7 @@ class Index:
         return labels.astype(np.int64), 1.0 - distances  # space "ip": distance = 1 - inner product
 
     def _graph_then_filter(
-        self, queries: np.ndarray, k: int, conditions: Sequence[Condition]
+        self, queries: np.ndarray, k: int, conditions: Filter
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The filtered top k out of the unfiltered top k * OVERFETCH; None when too few of those pass."""
         labels, scores = self._graph(queries, k * OVERFETCH, None)

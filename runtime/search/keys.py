@@ -18,6 +18,7 @@ import numpy as np
 from runtime.music.abc import split_tunes
 from runtime.music.formats import SCORE_SUFFIXES, read_tunes
 from runtime.search.hits import Hit, exact_top_k
+from runtime.search.limits import TOP_N, excerpt
 
 MUSIC_SUFFIXES = tuple(sorted(SCORE_SUFFIXES))
 DEFAULT_TEMPLATE = "This is a {}."
@@ -43,10 +44,10 @@ class KeySet:
     metadata: list[dict[str, Any]]
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
-        """Best k keys per query row (k <= 0: all keys), best first."""
+        """Best k keys per query row (k = 0: all keys), best first."""
         if not self.ids:
             raise ValueError("there are no keys to search: check the keys file or folder")
-        scores, rows = exact_top_k(queries, self.vectors, k if k > 0 else len(self.ids))
+        scores, rows = exact_top_k(queries, self.vectors, TOP_N.check(k) or len(self.ids))
         return [
             [Hit(self.ids[r], float(s), self.metadata[r]) for s, r in zip(row_scores, row_rows, strict=True)]
             for row_scores, row_rows in zip(scores, rows, strict=True)
@@ -93,7 +94,7 @@ def label_set(name: str) -> tuple[str, list[str]]:
     """(template, labels) of a built-in label set."""
     sets = label_sets()
     if name not in sets:
-        raise ValueError(f"unknown label set {name!r}; built-in sets: {', '.join(sorted(sets))}")
+        raise ValueError(f"unknown label set {excerpt(name)!r}; built-in sets: {', '.join(sorted(sets))}")
     return sets[name]["template"], list(sets[name]["labels"])
 
 
@@ -101,15 +102,22 @@ def classify(
     encoder: Embedder, abc: str, labels: Sequence[str], template: str = DEFAULT_TEMPLATE
 ) -> list[Hit]:
     """Zero-shot classification: every label, best first, by cosine of the music and the prompted label."""
+    return classify_vector(encoder, encoder.embed_abc([abc]), labels, template)
+
+
+def classify_vector(
+    encoder: Embedder, music: np.ndarray, labels: Sequence[str], template: str = DEFAULT_TEMPLATE
+) -> list[Hit]:
+    """Zero-shot classification of one music vector [1, dim] (encoded, or an indexed item's)."""
     labels, prompts = label_prompts(labels, template)
-    return rank_labels(labels, prompts, encoder.embed_texts(prompts), encoder.embed_abc([abc])[0])
+    return rank_labels(labels, prompts, encoder.embed_texts(prompts), music)
 
 
 def label_prompts(labels: Sequence[str], template: str = DEFAULT_TEMPLATE) -> tuple[list[str], list[str]]:
     """The labels (blank ones left out) and their prompts; ValueError saying what to fix."""
     if "{}" not in template:
         raise ValueError(
-            f"template {template!r} needs a {{}} where the label goes, e.g. {DEFAULT_TEMPLATE!r}"
+            f"template {excerpt(template)!r} needs a {{}} where the label goes, e.g. {DEFAULT_TEMPLATE!r}"
         )
     labels = [label.strip() for label in labels if label.strip()]
     if not labels:
@@ -120,7 +128,7 @@ def label_prompts(labels: Sequence[str], template: str = DEFAULT_TEMPLATE) -> tu
 def rank_labels(
     labels: list[str], prompts: list[str], prompt_vectors: np.ndarray, music_vector: np.ndarray
 ) -> list[Hit]:
-    """classify's ranking, from vectors embedded elsewhere (the server's batches)."""
+    """classify's ranking, from vectors embedded elsewhere too (the server's batches)."""
     keys = KeySet(labels, np.asarray(prompt_vectors), [{"text": p} for p in prompts])
     return keys.search(np.atleast_2d(music_vector), 0)[0]
 

@@ -209,10 +209,15 @@ class Batcher:
 
 @dataclass(frozen=True)
 class Search:
-    """How to search with an input's vector: search_vectors' k and keyword options."""
+    """How to search with an input's vector: k, search_vectors' options, and an ABC to leave out (similar)."""
 
     k: int
     options: dict[str, Any] = field(default_factory=dict)
+    exclude_abc: str | None = None
+
+    def alone(self) -> bool:
+        """Searched one by one: with a filter (its fallbacks are decided per call), or leaving out a tune."""
+        return bool(self.options.get("filter")) or self.exclude_abc is not None
 
     def key(self) -> str:
         """Equal for searches that one search_vectors call answers together."""
@@ -230,8 +235,8 @@ class Ask:
 def encode_then_search(index: Index, embed: Callable[[Encoder, list[Any]], np.ndarray]) -> BatchFn:
     """A batch function: embed every Ask's value at once, then search for those that ask to.
 
-    Unfiltered searches with equal options go to search_vectors as one matrix; filtered ones one by one,
-    as their fallbacks (graph, then exact) are decided per call and a batch must answer as each alone.
+    Searches with equal options go to search_vectors as one matrix; filtered ones and those leaving out
+    the query tune one by one (Search.alone), as a batch must answer as each query alone.
     """
 
     def run(asks: list[Ask], stages: dict[str, float]) -> list[Any]:
@@ -240,14 +245,15 @@ def encode_then_search(index: Index, embed: Callable[[Encoder, list[Any]], np.nd
         searched = time.perf_counter()
         stages["encode"] = searched - started
         results: list[Any] = list(vectors)
-        groups: dict[str, list[int]] = defaultdict(list)
+        groups: dict[Any, list[int]] = defaultdict(list)
         for row, ask in enumerate(asks):
             if ask.search is not None:
-                groups[ask.search.key()].append(row)
+                groups[row if ask.search.alone() else ask.search.key()].append(row)
         for rows in groups.values():
             search = asks[rows[0]].search
-            if search.options.get("filter"):
-                hits = [index.search_vectors(vectors[row], search.k, **search.options)[0] for row in rows]
+            if search.alone():
+                vector = vectors[rows[0]]
+                hits = [index.nearest_except(vector, search.k, abc=search.exclude_abc, **search.options)]
             else:
                 hits = index.search_vectors(vectors[rows], search.k, **search.options)
             for row, found in zip(rows, hits, strict=True):
