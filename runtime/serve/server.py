@@ -16,7 +16,6 @@ from starlette.concurrency import run_in_threadpool
 
 from runtime.cli import InRange, precision_option
 from runtime.music.abc import split_tunes
-from runtime.music.patching import prepare_music
 from runtime.search.hits import facets_as_dict, hits_as_dicts
 from runtime.search.index import DEFAULT_FACET_FIELDS, DEFAULT_FACET_TOP, Index, UnknownItemError
 from runtime.search.keys import (
@@ -295,8 +294,9 @@ def answer(content: dict[str, Any]) -> JSONResponse:
 
 
 def patches_of(index: Index, abc: str) -> np.ndarray:
-    """Bar patches of one ABC tune, as the music tower takes them."""
-    return prepare_music(abc, index.require_encoder().max_patches)
+    """Patches of one ABC tune as the music tower takes them: the model dir's preprocessing (as embed_abc)."""
+    encoder = index.require_encoder()
+    return encoder.profile.abc_patches(abc, encoder.max_patches)
 
 
 def read_tune(index: Index, text: str, tune: int) -> tuple[str, np.ndarray]:
