@@ -113,10 +113,12 @@ def embed(
     then rerunning embeds only the new tunes; a file changed since gets its new tunes embedded and its
     old rows superseded (`clamp index build` leaves them out). A tune's id comes from the file's real
     path, so any spelling of a path gives the same ids. Tunes and files that fail (FIFOs and broken
-    symlinks in a folder too) are listed in OUT/errors/ with the reason, among them what is not ABC music
-    (binary data, no bar line) and scores over the converter's limits (1,000,000 XML elements;
-    $CLAMP_CONVERTER_MEMORY_MB, default 1024). Each run writes its counts and stage timings to OUT/stats/;
-    the progress bar counts the tunes first, for its total and ETA.
+    symlinks in a folder too) are listed in OUT/_errors/ with the reason, among them what is not ABC
+    music (binary data, no bar line) and scores over the converter's limits (1,000,000 XML elements;
+    $CLAMP_CONVERTER_MEMORY_MB, default 1024); each run writes its counts and stage timings to
+    OUT/_stats/, and the progress bar counts the tunes first, for its total and ETA. OUT itself reads as
+    a Parquet dataset (pandas, pyarrow, DuckDB). --out must be empty, missing or a shards dir, and one
+    run at a time writes it: a second is refused.
 
     --engine ray runs the same steps on Ray (docs/distributed.md) and writes the same shards.
 

@@ -57,7 +57,8 @@ def build(
     The index dir holds index.hnsw (the graph), items.sqlite (metadata and ABC of every tune),
     vectors.npy (for exact search) and manifest.json (with the model dir the shards record, so queries
     need no --model). Rows superseded since they were embedded (their file changed) are left out. An
-    existing index at --out is replaced.
+    existing index at --out is replaced once the new one is complete; any other non-empty --out (a
+    model dir, another program's files) is refused.
     """
     from indexer.index_build import build_index
 

@@ -118,6 +118,8 @@ def test_http_answers_422_with_a_short_reason_for_what_is_not_music(client):
     upload = client.post("/similar", files={"file": ("x.abc", EXECUTABLE)})
     assert upload.status_code == 422 and "binary data" in upload.json()["detail"]
     assert len(upload.content) < 500  # not the 200 kB echoed back
+    converted = client.post("/convert", files={"file": ("x.abc", EXECUTABLE)})
+    assert converted.status_code == 422 and len(converted.content) < 500
     for abc in ("hello", NO_BARS):
         for route, body in (("/similar", {"abc": abc}), ("/classify", {"abc": abc, "labels": ["jig"]})):
             answer = client.post(route, json=body)
