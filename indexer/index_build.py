@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from indexer.shards import embeddings_matrix, iter_shard_batches, shard_files, shard_ids, shards_metadata
-from runtime.model.encoder import available_cores
+from runtime.model.encoder import Encoder, available_cores
 from runtime.search.index import (
     HNSW_FILE,
     INDEX_FILES,
@@ -28,6 +28,7 @@ from runtime.search.index import (
     ModelMismatchError,
     model_dir_candidates,
 )
+from runtime.search.calibration import calibrate
 from runtime.storage.integrity import file_entries
 from runtime.search.items import ITEM_COLUMNS, ItemWriter
 from runtime.model.modeldir import CONFIG_FILE, file_sha256, verify_model_dir
@@ -100,6 +101,7 @@ def build_index(
     vectors.flush()
     del vectors
     items.finish()
+    calibration = _calibration(recorded_model_dir or model.get("model_dir"), tmp / VECTORS_FILE)
 
     manifest = {
         "model_hash": model["model_hash"],
@@ -111,6 +113,7 @@ def build_index(
         "space": SPACE,
         "M": m,
         "ef_construction": ef_construction,
+        "calibration": calibration,
         "build_seconds": round(time.perf_counter() - started, 3),
         "shards_dir": str(shards_dir.resolve()),
         "shards": [{"file": f.name, "sha256": file_sha256(f), "rows": n} for f, n in shard_rows.items()],
@@ -121,6 +124,13 @@ def build_index(
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     _replace_dir(tmp, out_dir)
     return manifest
+
+
+def _calibration(model_dir: str | None, vectors_file: Path) -> dict[str, Any] | None:
+    """Match-strength calibration with the shards' model (runtime.search.calibration), None without one."""
+    if model_dir is None or not (Path(model_dir) / CONFIG_FILE).is_file():
+        return None
+    return calibrate(Encoder.open(model_dir), np.load(vectors_file, mmap_mode="r"))
 
 
 def _matching_model_dir(model_hash: str, model_dir: str | Path | None) -> str | None:

@@ -27,8 +27,8 @@ def index() -> None:
     "--model",
     "model_dir",
     type=click.Path(exists=True, file_okay=False),
-    help="Model dir that made the shards, recorded so queries default to it "
-    "[default: $CLAMP_MODEL or build/model, if it is that model].",
+    help="Model dir that made the shards, recorded so queries default to it, and used to calibrate "
+    "match strength [default: $CLAMP_MODEL or build/model, if it is that model].",
 )
 @click.option(
     "--m", "m", default=16, show_default=True, help="HNSW links per node: more = better recall, more RAM."
@@ -45,8 +45,10 @@ def build(
 ) -> None:
     """Build an index dir from SHARDS_DIR (written by `clamp embed`).
 
-    The index dir holds index.hnsw (the graph), items.sqlite (metadata and ABC of every tune),
-    vectors.npy (for exact search) and manifest.json. An existing index at --out is replaced.
+    The index dir holds index.hnsw (the graph), items.sqlite (metadata and ABC of every tune, and
+    the keyword table over their text metadata), vectors.npy (for exact search) and manifest.json
+    (with the match-strength calibration: the best cosines of texts unrelated to music, embedded
+    with the model). An existing index at --out is replaced.
     """
     from indexer.index_build import build_index
 
@@ -66,6 +68,12 @@ def build(
     click.echo(f"indexed {manifest['count']} tunes ({manifest['dim']}-d) in {took:.1f} s -> {out_dir}")
     if manifest["model_dir"] is None:
         click.echo("note: no model dir recorded; queries will need --model DIR (or $CLAMP_MODEL)", err=True)
+    if manifest["calibration"] is None:
+        click.echo(
+            "note: no model to calibrate match strength with: hits carry no z and searches cannot say when "
+            "the best match is no better than chance; rebuild with --model DIR",
+            err=True,
+        )
 
 
 @index.command()

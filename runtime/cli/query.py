@@ -24,7 +24,9 @@ from runtime.search.keys import (
     text_keys_file,
 )
 from runtime.search.keys import classify as classify_music
+from runtime.search.calibration import CHANCE_Z, no_better_than_chance
 from runtime.search.hits import FILTER_HELP, Hit, hits_as_dicts, softmax_probs
+from runtime.search.hybrid import MODES
 
 TABLE_FIELDS = ("title", "rhythm", "meter", "key", "origin")  # shown when the hits carry them
 
@@ -38,15 +40,30 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(str(err.args[0]) if isinstance(err, KeyError) else str(err)) from err
 
 
-def format_table(hits: list[Hit]) -> str:
-    """Hits as an aligned text table, best first: rank, cosine, softmax prob (scale e), metadata, id."""
+def format_table(hits: list[Hit], with_prob: bool = False) -> str:
+    """Hits as an aligned text table, best first: rank, score, found by, z, metadata, id.
+
+    The score is a cosine, or bm25 for keyword-only hits; `with_prob` adds clamp.py's softmax over
+    these hits (scale e), which means something only where they are every candidate (zero-shot).
+    """
     if not hits:
         return "no results"
     fields = [f for f in TABLE_FIELDS if any(h.metadata.get(f) for h in hits)]
-    header = ["#", "cosine", "prob", *fields, "id"]
+    keyword_only = all(h.found_by == ("keyword",) for h in hits)
+    columns = {
+        "#": lambda rank, hit, prob: str(rank),
+        "bm25" if keyword_only else "cosine": lambda rank, hit, prob: f"{hit.score:.4f}",
+        **({"prob": lambda rank, hit, prob: f"{prob:.1%}"} if with_prob else {}),
+        **({"z": lambda rank, hit, prob: f"{hit.z:.1f}"} if any(h.z is not None for h in hits) else {}),
+        **({"found": lambda rank, hit, _: "+".join(hit.found_by)} if any(h.found_by for h in hits) else {}),
+        **{f: (lambda rank, hit, prob, f=f: _cell(hit.metadata.get(f))) for f in fields},
+        "id": lambda rank, hit, prob: hit.id,
+    }
+    probs = softmax_probs([h.score for h in hits])
+    header = list(columns)
     rows = [
-        [str(rank), f"{hit.score:.4f}", f"{prob:.1%}", *(_cell(hit.metadata.get(f)) for f in fields), hit.id]
-        for rank, (hit, prob) in enumerate(zip(hits, softmax_probs([h.score for h in hits]), strict=True), 1)
+        [cell(rank, hit, prob) for cell in columns.values()]
+        for rank, (hit, prob) in enumerate(zip(hits, probs, strict=True), 1)
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [
@@ -62,11 +79,25 @@ def _cell(value: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def emit(query: str, hits: list[Hit], as_json: bool) -> None:
+def emit(
+    query: str, hits: list[Hit], as_json: bool, with_prob: bool = False, mode: str | None = None
+) -> None:
+    """Print hits as JSON or a table; for text searches (`mode` given) say when they are only chance."""
+    chance = no_better_than_chance(hits) if mode else None
     if as_json:
-        click.echo(json.dumps({"query": query, "results": hits_as_dicts(hits)}, indent=2, ensure_ascii=False))
-    else:
-        click.echo(format_table(hits))
+        answer: dict[str, Any] = {"query": query}
+        if mode:
+            answer |= {"mode": mode, "no_match_better_than_chance": chance}
+        answer["results"] = hits_as_dicts(hits, with_prob)
+        click.echo(json.dumps(answer, indent=2, ensure_ascii=False))
+        return
+    if chance:
+        best = max(h.z for h in hits if h.z is not None)
+        click.echo(
+            f"no match better than chance (best z={best:.1f}, under {CHANCE_Z:g}: unrelated texts score as "
+            "high on this index); the nearest tunes anyway:"
+        )
+    click.echo(format_table(hits, with_prob))
 
 
 def read_music_arg(music: str, tune: int) -> str:
@@ -130,6 +161,14 @@ tune_option = click.option(
 @click.command()
 @click.argument("text")
 @index_options
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default=None,
+    help="vector: the model's embedding; keyword: bm25 over titles, composers, places, genres and other "
+    "metadata (English words reach German metadata through runtime/search/synonyms.tsv); hybrid: both, "
+    "fused [default: hybrid where the index has its keyword table, else vector].",
+)
 def search(
     text: str,
     index_dir: str,
@@ -139,18 +178,25 @@ def search(
     with_abc: bool,
     model_dir: str | None,
     as_json: bool,
+    mode: str | None,
 ) -> None:
-    """Semantic search: tunes of an index that match a TEXT description.
+    """Text search: tunes of an index that match a TEXT description, their metadata or both.
+
+    Each hit says which side found it (vector, keyword) and its z: its cosine against the best cosines
+    of texts unrelated to music on this index. When the best hit is no better than those, it says so.
 
     \b
     clamp search "a lively jig" --index build/index -k 5
+    clamp search "a harp tune by O'Carolan" --index build/index --mode hybrid
     clamp search "slow air" --index build/index --filter 'meter = 3/4 and origin contains Ireland'
     """
     with user_errors():
-        hits = Index.open(index_dir, model_dir).search_text(
-            text, k, filter=filter_text, exact=exact, with_abc=with_abc
-        )
-    emit(text, hits, as_json)
+        index = Index.open(index_dir, model_dir)
+        if mode is None and index.default_mode() == "vector":
+            click.echo("note: this index has no keyword table (built before it): vector only", err=True)
+        mode = mode or index.default_mode()
+        hits = index.search_text(text, k, mode=mode, filter=filter_text, exact=exact, with_abc=with_abc)
+    emit(text, hits, as_json, mode=mode)
 
 
 @click.command()
@@ -240,7 +286,7 @@ def classify(
         hits = classify_music(
             open_encoder(model_dir), read_music_arg(music, tune), names, template or set_template
         )
-    emit(music, hits, as_json)
+    emit(music, hits, as_json, with_prob=True)
 
 
 @click.command()
@@ -304,4 +350,4 @@ def query(
         else:
             vector = encoder.embed_texts([read_text_arg(query_text)])
         hits = keys.search(vector, top_n)[0]
-    emit(query_text, hits, as_json)
+    emit(query_text, hits, as_json, with_prob=True)

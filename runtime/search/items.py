@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from runtime.music.abc import FIELD_NAMES
+from runtime.search import keyword
 from runtime.search.hits import Condition
 
 # Columns a filter can use directly (indexed); other ABC header names are looked up in the `meta` JSON.
@@ -41,9 +42,10 @@ class ItemWriter:
         self._conn.executemany(self._insert, rows)
 
     def finish(self) -> None:
-        """Index the filterable columns (after the bulk insert: faster than maintaining them) and close."""
+        """Index the filterable columns and the keyword table (after the bulk insert: faster) and close."""
         self._conn.commit()
         self._conn.executescript(_CREATE_INDEXES)
+        keyword.create_fts(self._conn)
         self._conn.close()
 
 
@@ -94,6 +96,16 @@ class ItemStore:
             where += f" AND label IN ({_int_list(among)})"
         rows = self._conn().execute(f"SELECT label FROM items WHERE {where} ORDER BY label", params)
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def has_keywords(self) -> bool:
+        """Whether keyword (and so hybrid) search is possible: indices built before it lack the table."""
+        return keyword.has_fts(self._conn())
+
+    def keyword_search(
+        self, query: str, k: int, conditions: Sequence[Condition] = ()
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The k best items for a text query by bm25 over their text metadata, among those passing filters."""
+        return keyword.search(self._conn(), query, k, *condition_sql(conditions))
 
     def label_of(self, item_id: str) -> int | None:
         row = self._conn().execute("SELECT label FROM items WHERE id = ?", (item_id,)).fetchone()
