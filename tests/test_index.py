@@ -63,7 +63,7 @@ def test_build_writes_graph_items_vectors_and_manifest(built):
 
 
 def test_text_search_ranks_items_by_cosine(index):
-    hits = index.search_text("a lively jig", k=10)
+    hits = index.search_text("a lively jig", k=10, mode="vector")
     assert len(hits) == 10
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True)
@@ -82,7 +82,7 @@ def test_text_search_ranks_items_by_cosine(index):
             "meta",
         } <= hit.metadata.keys()
         assert hit.abc is None
-    assert ids(index.search_text("a lively jig", k=10, exact=True)) == ids(hits)
+    assert ids(index.search_text("a lively jig", k=10, mode="vector", exact=True)) == ids(hits)
 
 
 def test_music_search_finds_the_query_tune_first(index, built):

@@ -94,7 +94,7 @@ def text_search(
     vector = np.asarray(vector, dtype=np.float32).reshape(-1)
     if mode == "vector":
         labels, cosines = (row[0] for row in index.nearest(vector, k, filter=conditions, exact=exact))
-        return _with_strength(index, labels, cosines, ["vector"] * len(labels), with_abc)
+        return _with_strength(index, labels, cosines, [("vector",)] * len(labels), with_abc)
     vector_labels = index.nearest(vector, max(k, CANDIDATES), filter=conditions, exact=exact)[0][0]
     keyword_labels, keyword_bm25 = index.items.keyword_search(text, max(k, CANDIDATES), conditions)
     labels = np.unique(np.concatenate([vector_labels, keyword_labels]))

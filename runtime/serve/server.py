@@ -19,7 +19,9 @@ from runtime.cli import precision_option
 from runtime.serve.guards import ApiKey, BodyLimit, Metrics, route_of
 from runtime.search.index import Index, UnknownItemError
 from runtime.search.keys import DEFAULT_TEMPLATE, classify, label_set, read_music, upload_abc
+from runtime.search.calibration import no_better_than_chance
 from runtime.search.hits import hits_as_dicts
+from runtime.search.hybrid import resolve_mode
 from runtime.serve.web import add_web_page
 
 MAX_BODY_BYTES = 2 << 20
@@ -47,6 +49,11 @@ class QueryOptions(BaseModel):
 
 class SearchRequest(QueryOptions):
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="What the music is like.")
+    mode: Literal["hybrid", "vector", "keyword"] | None = Field(
+        None,
+        description="vector: the model; keyword: bm25 over titles, composers, places, genres; hybrid: both "
+        "[default: hybrid where the index has its keyword table, else vector].",
+    )
 
 
 class SimilarRequest(QueryOptions):
@@ -146,10 +153,22 @@ def create_app(
         ]
         return {"query": query, "results": hits_as_dicts(hits)}
 
-    @app.post("/search", summary="Semantic search: tunes matching a text description")
+    @app.post("/search", summary="Text search: tunes whose music or metadata match a description")
     def search(body: SearchRequest, request: Request) -> dict:
-        vector = timed(request, "encode", index.require_encoder().embed_texts, [body.text])
-        return search_response(request, body.text, vector, body)
+        """Hits say which side found them (`found_by`) and their `z`; `no_match_better_than_chance` is
+        true when the best of them scores no higher than texts unrelated to music do on this index."""
+        mode = resolve_mode(index, body.mode)
+        vector = None
+        if mode != "keyword":
+            vector = timed(request, "encode", index.require_encoder().embed_texts, [body.text])
+        options = {**body.search_options(), "mode": mode, "vector": vector}
+        hits = timed(request, "search", index.search_text, body.text, body.k, **options)
+        return {
+            "query": body.text,
+            "mode": mode,
+            "no_match_better_than_chance": no_better_than_chance(hits),
+            "results": hits_as_dicts(hits),
+        }
 
     similar_body = {
         "content": {
@@ -214,7 +233,7 @@ def create_app(
         hits = timed(
             request, "classify", classify, index.require_encoder(), abc, labels, body.template or template
         )
-        return {"results": hits_as_dicts(hits)}
+        return {"results": hits_as_dicts(hits, with_prob=True)}
 
     @app.post("/v1/embeddings", summary="Embeddings, OpenAI-shaped; modality text or abc")
     def embeddings(body: EmbeddingsRequest, request: Request) -> dict:
@@ -322,7 +341,7 @@ def serve(
     """Serve an index over HTTP (JSON). Interactive API docs at http://HOST:PORT/docs.
 
     \b
-    POST /search          {"text": "a lively jig", "k": 10, "filter": "meter = 6/8"}
+    POST /search          {"text": "a lively jig", "k": 10, "filter": "meter = 6/8", "mode": "hybrid"}
     POST /similar         {"abc": "X:1 ..."} or {"id": "..."} or a multipart .abc `file`
     POST /classify        {"abc": "X:1 ...", "labels": ["jig", "reel"]} or {"label_set": "tune-type"}
     POST /v1/embeddings   {"input": ["a jig"], "modality": "text"}   (OpenAI-shaped; modality text|abc)
