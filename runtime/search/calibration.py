@@ -21,7 +21,7 @@ from runtime.search.keys import Embedder
 NULL_QUERIES_FILE = Path(__file__).with_name("null_queries.json")
 # A best hit this many standard deviations above the unrelated queries' mean best cosine is a match
 # (chosen on the tuning half of bench/queries.json; see BENCHMARKS.md).
-CHANCE_Z = 2.0
+CHANCE_Z = 1.5
 
 
 def null_queries(path: Path = NULL_QUERIES_FILE) -> list[str]:
