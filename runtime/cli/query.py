@@ -40,19 +40,18 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(str(err.args[0]) if isinstance(err, KeyError) else str(err)) from err
 
 
-def format_table(hits: list[Hit], with_prob: bool = False) -> str:
-    """Hits as an aligned text table, best first: rank, score, found by, z, metadata, id.
+def format_table(hits: list[Hit], with_prob: bool = False, score_name: str = "cosine") -> str:
+    """Hits as an aligned text table, best first: rank, score, z, found by, metadata, id.
 
-    The score is a cosine, or bm25 for keyword-only hits; `with_prob` adds clamp.py's softmax over
-    these hits (scale e), which means something only where they are every candidate (zero-shot).
+    `with_prob` adds clamp.py's softmax over these hits (scale e), which means something only where
+    they are every candidate (zero-shot labels), not for the top k of an index.
     """
     if not hits:
         return "no results"
     fields = [f for f in TABLE_FIELDS if any(h.metadata.get(f) for h in hits)]
-    keyword_only = all(h.found_by == ("keyword",) for h in hits)
     columns = {
         "#": lambda rank, hit, prob: str(rank),
-        "bm25" if keyword_only else "cosine": lambda rank, hit, prob: f"{hit.score:.4f}",
+        score_name: lambda rank, hit, prob: f"{hit.score:.4f}",
         **({"prob": lambda rank, hit, prob: f"{prob:.1%}"} if with_prob else {}),
         **({"z": lambda rank, hit, prob: f"{hit.z:.1f}"} if any(h.z is not None for h in hits) else {}),
         **({"found": lambda rank, hit, _: "+".join(hit.found_by)} if any(h.found_by for h in hits) else {}),
@@ -97,7 +96,7 @@ def emit(
             f"no match better than chance (best z={best:.1f}, under {CHANCE_Z:g}: unrelated texts score as "
             "high on this index); the nearest tunes anyway:"
         )
-    click.echo(format_table(hits, with_prob))
+    click.echo(format_table(hits, with_prob, "bm25" if mode == "keyword" else "cosine"))
 
 
 def read_music_arg(music: str, tune: int) -> str:

@@ -25,10 +25,13 @@ if TYPE_CHECKING:
 MODES = ("hybrid", "vector", "keyword")
 # Candidates taken from each side before fusing (more than any k a page shows; cheap on both sides).
 CANDIDATES = 100
-RRF_K = (
-    10  # reciprocal-rank fusion's constant (60 in Cormack et al. 2009; 10 measured best here, BENCHMARKS.md)
-)
-RRF_KEYWORD_WEIGHT = 2.0  # the keyword side's weight in the fusion, the vector side's being 1 (BENCHMARKS.md)
+# The keyword side goes deeper: many items can match a query equally well ("a reel in G": 243), and those
+# the vector side also found should be seen as found by both.
+KEYWORD_CANDIDATES = 500
+# Reciprocal-rank fusion's constant (60 in Cormack et al. 2009) and the keyword side's weight (the
+# vector side's is 1): chosen on the tuning split of bench/queries.json (BENCHMARKS.md).
+RRF_K = 10
+RRF_KEYWORD_WEIGHT = 2.0
 MIX_KEYWORD_WEIGHT = 0.5  # the score mix's weight of the keyword side
 
 
@@ -85,7 +88,7 @@ def text_search(
     mode = resolve_mode(index, mode)
     conditions = parse_filter(filter) if isinstance(filter, str) else list(filter or ())
     if mode == "keyword":
-        labels, bm25 = index.items.keyword_search(text, k, conditions)
+        labels, bm25, _ = index.items.keyword_search(text, k, conditions)
         return [
             replace(hit, found_by=("keyword",)) for hit in index.hits(labels[None], bm25[None], with_abc)[0]
         ]
@@ -96,11 +99,16 @@ def text_search(
         labels, cosines = (row[0] for row in index.nearest(vector, k, filter=conditions, exact=exact))
         return _with_strength(index, labels, cosines, [("vector",)] * len(labels), with_abc)
     vector_labels = index.nearest(vector, max(k, CANDIDATES), filter=conditions, exact=exact)[0][0]
-    keyword_labels, keyword_bm25 = index.items.keyword_search(text, max(k, CANDIDATES), conditions)
+    keyword_labels, keyword_bm25, parts = index.items.keyword_search(
+        text, max(k, KEYWORD_CANDIDATES), conditions
+    )
     labels = np.unique(np.concatenate([vector_labels, keyword_labels]))
     if len(labels) == 0:
         return []
     vector_rank, keyword_rank = _ranks(labels, vector_labels), _ranks(labels, keyword_labels)
+    if len(parts):  # items matching as many parts of the query share a keyword rank: vector orders them
+        tier_rank = np.searchsorted(-parts, -parts, side="left")
+        keyword_rank = np.where(keyword_rank >= 0, tier_rank[np.maximum(keyword_rank, 0)], -1)
     bm25 = np.zeros(len(labels))
     bm25[keyword_rank >= 0] = keyword_bm25[keyword_rank[keyword_rank >= 0]]
     cosines = np.asarray(index.vectors[labels], dtype=np.float32) @ vector

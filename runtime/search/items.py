@@ -103,8 +103,8 @@ class ItemStore:
 
     def keyword_search(
         self, query: str, k: int, conditions: Sequence[Condition] = ()
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The k best items for a text query by bm25 over their text metadata, among those passing filters."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The k best items for a text query (labels, bm25, parts of the query matched; keyword.search)."""
         return keyword.search(self._conn(), query, k, *condition_sql(conditions))
 
     def label_of(self, item_id: str) -> int | None:

@@ -12,6 +12,7 @@ import json
 import re
 import sqlite3
 from functools import cache
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -178,8 +179,8 @@ def _key_group(m: re.Match, groups: list[str]) -> str:
 
 def search(
     conn: sqlite3.Connection, query: str, k: int, where: str = "1", params: list | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The k best items for a query: (labels int64, bm25 scores: higher is better), best first.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The k best items for a query: labels, bm25 scores (higher is better) and parts matched, best first.
 
     An item must match at least MIN_COVERAGE of the query's parts (query_groups): one word of
     "the stock market fell sharply today" in a title is no match. Items matching more parts rank
@@ -188,25 +189,28 @@ def search(
     """
     groups = query_groups(query)
     if not groups or k <= 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
     weights = ", ".join(map(str, COLUMN_WEIGHTS))
-    restrict = "" if where == "1" else f" AND rowid IN (SELECT label FROM items WHERE {where})"
+    expression = " OR ".join(f"({g})" for g in groups)
     sql = (
         f"SELECT rowid, bm25({FTS_TABLE}, {weights}) AS rank FROM {FTS_TABLE} "
-        f"WHERE {FTS_TABLE} MATCH ?{restrict} ORDER BY rank LIMIT ?"
+        f"WHERE {FTS_TABLE} MATCH ? ORDER BY rank"
     )
-    expression = " OR ".join(f"({g})" for g in groups)
-    rows = conn.execute(sql, [expression, *(params or []), max(k, POOL)]).fetchall()
-    matched = dict.fromkeys((r[0] for r in rows), 0)
-    pool = ", ".join(str(int(label)) for label in matched)
-    for group in groups if len(groups) > 1 and rows else ():
-        sql = f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ? AND rowid IN ({pool})"
-        for (label,) in conn.execute(sql, [group]):
-            matched[label] += 1
+    ranked_rows = conn.execute(sql, [expression])
+    if where != "1":  # filtered here: FTS5 would run the MATCH once per rowid of an IN (...) constraint
+        allowed = {label for (label,) in conn.execute(f"SELECT label FROM items WHERE {where}", params or [])}
+        ranked_rows = (row for row in ranked_rows if row[0] in allowed)
+    rows = list(islice(ranked_rows, max(k, POOL)))
+    matched = dict.fromkeys((r[0] for r in rows), 1 if len(groups) == 1 else 0)
+    for group in groups if len(groups) > 1 and rows else ():  # (FTS5 would run a MATCH per rowid IN)
+        for (label,) in conn.execute(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ?", [group]):
+            if label in matched:
+                matched[label] += 1
     need = MIN_COVERAGE * len(groups) if len(groups) > 1 else 0
     ranked = sorted(
         ((label, -rank) for label, rank in rows if matched[label] >= need),
         key=lambda row: (-matched[row[0]], -row[1]),
     )[:k]
     labels = np.fromiter((r[0] for r in ranked), dtype=np.int64, count=len(ranked))
-    return labels, np.fromiter((r[1] for r in ranked), dtype=np.float32, count=len(ranked))
+    parts = np.fromiter((matched[r[0]] for r in ranked), dtype=np.int64, count=len(ranked))
+    return labels, np.fromiter((r[1] for r in ranked), dtype=np.float32, count=len(ranked)), parts
