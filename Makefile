@@ -33,6 +33,8 @@ demo: export
 	$(CLAMP) search "a lively jig in D major" --index build/index -k 5
 	$(CLAMP) search "a slow air in E minor" --index build/index -k 5
 	$(CLAMP) search "a German folk song" --index build/index -k 5 --filter 'meter = "3/4"'
+	$(CLAMP) search "a Christmas carol" --index build/index -k 5 --mode vector
+	$(CLAMP) search "a Christmas carol" --index build/index -k 5
 	$(CLAMP) similar "$(CORPUS)/ryansMammoth/SleepyMaggieReel.abc" --index build/index -k 5
 	$(CLAMP) classify "$(CORPUS)/ryansMammoth/SleepyMaggieReel.abc" --model $(MODEL) --label-set tune-type
 	@echo
