@@ -12,6 +12,7 @@ import pytest
 from query_corpus import Corpus, build_corpus, clamp
 from serving import serving
 
+from runtime.search import hybrid
 from runtime.search.calibration import CHANCE_Z, no_better_than_chance, null_queries
 from runtime.search.hits import Hit, exact_top_k
 from runtime.search.index import Index, read_manifest
@@ -81,8 +82,10 @@ def test_keyword_search_finds_metadata_the_vector_side_cannot_read(index):
 
 
 def test_hybrid_fuses_both_sides_and_says_which_found_each_hit(index):
-    vector = {h.id for h in index.search_text("an Irish hornpipe", k=100, mode="vector")}
-    keyword = {h.id for h in index.search_text("an Irish hornpipe", k=100, mode="keyword")}
+    depth = {"vector": hybrid.CANDIDATES, "keyword": hybrid.KEYWORD_CANDIDATES}
+    vector, keyword = (
+        {h.id for h in index.search_text("an Irish hornpipe", k=depth[mode], mode=mode)} for mode in depth
+    )
     hits = index.search_text("an Irish hornpipe", k=20)  # hybrid: the default on an index with text fields
     assert index.default_mode() == "hybrid" and len(hits) == 20
     for hit in hits:
