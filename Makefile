@@ -32,9 +32,11 @@ demo: export
 	$(CLAMP) index build build/shards --out build/index
 	$(CLAMP) search "a lively jig in D major" --index build/index -k 5
 	$(CLAMP) search "a slow air in E minor" --index build/index -k 5
-	$(CLAMP) search "a German folk song" --index build/index -k 5 --filter 'meter = "3/4"'
+	$(CLAMP) search "a German folk song" --index build/index -k 5 --filter 'meter = 3/4 and collection = essenFolksong'
+	$(CLAMP) search "a slow air" --index build/index -k 5 --filter '(rhythm = air or meter = 3/4) and key in (Em, Am)'
 	$(CLAMP) search "a Christmas carol" --index build/index -k 5 --mode vector
 	$(CLAMP) search "a Christmas carol" --index build/index -k 5
+	$(CLAMP) index facets build/index --fields key,meter,rhythm,collection --top 5
 	$(CLAMP) similar "$(CORPUS)/ryansMammoth/SleepyMaggieReel.abc" --index build/index -k 5
 	$(CLAMP) classify "$(CORPUS)/ryansMammoth/SleepyMaggieReel.abc" --model $(MODEL) --label-set tune-type
 	@echo

@@ -30,11 +30,11 @@ from runtime.search.index import (
 )
 from runtime.search.calibration import calibrate
 from runtime.storage.integrity import file_entries
-from runtime.search.items import ITEM_COLUMNS, ItemWriter
+from runtime.search.items import SHARD_COLUMNS, ItemWriter, item_row
 from runtime.model.modeldir import CONFIG_FILE, file_sha256, verify_model_dir
 
 SPACE = "ip"  # inner product = cosine on L2-normalised vectors
-READ_COLUMNS = [c for c in ITEM_COLUMNS if c != "label"] + ["embedding"]
+READ_COLUMNS = [*SHARD_COLUMNS, "embedding"]
 
 
 def build_index(
@@ -95,7 +95,9 @@ def build_index(
             graph.add_items(embeddings, labels, num_threads=num_threads or available_cores())
             vectors[labels] = embeddings
             columns = [batch.column(c).to_pylist() for c in READ_COLUMNS[:-1]]
-            items.add((int(lab), *(col[i] for col in columns)) for lab, i in zip(labels, keep, strict=True))
+            items.add(
+                item_row(int(lab), *(col[i] for col in columns)) for lab, i in zip(labels, keep, strict=True)
+            )
             label += len(keep)
     graph.save_index(str(tmp / HNSW_FILE))
     vectors.flush()

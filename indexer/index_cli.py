@@ -1,4 +1,4 @@
-"""`clamp index build|info`: turn embedding shards into a searchable index, and describe one."""
+"""`clamp index build|info|facets`: turn embedding shards into a searchable index, and describe one."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import json
 
 import click
 
-from runtime.search.index import read_manifest
+from runtime.cli import InRange
+from runtime.search.index import DEFAULT_FACET_FIELDS, DEFAULT_FACET_TOP, read_manifest
+from runtime.search.limits import EF_CONSTRUCTION, HNSW_M, THREADS
 
 
 @click.group()
@@ -16,6 +18,7 @@ def index() -> None:
     \b
     clamp embed corpus/ --out build/shards               # tunes -> Parquet shards
     clamp index build build/shards --out build/index     # shards -> index dir
+    clamp index facets build/index                       # its keys, meters, tune types... with counts
     clamp search "a lively jig" --index build/index      # query it
     """
 
@@ -31,15 +34,21 @@ def index() -> None:
     "match strength [default: $CLAMP_MODEL or build/model, if it is that model].",
 )
 @click.option(
-    "--m", "m", default=16, show_default=True, help="HNSW links per node: more = better recall, more RAM."
+    "--m",
+    "m",
+    type=InRange(HNSW_M),
+    default=16,
+    show_default=True,
+    help="HNSW links per node: more = better recall, more RAM.",
 )
 @click.option(
     "--ef-construction",
+    type=InRange(EF_CONSTRUCTION),
     default=200,
     show_default=True,
     help="HNSW build-time beam: more = better graph, slower build.",
 )
-@click.option("--threads", default=None, type=int, help="Build threads [default: all cores].")
+@click.option("--threads", default=None, type=InRange(THREADS), help="Build threads [default: all cores].")
 def build(
     shards_dir: str, out_dir: str, model_dir: str | None, m: int, ef_construction: int, threads: int | None
 ) -> None:
@@ -81,3 +90,38 @@ def build(
 def info(index_dir: str) -> None:
     """Print the manifest of INDEX_DIR: model, count, HNSW parameters, build time, source shards."""
     click.echo(json.dumps(read_manifest(index_dir), indent=2))
+
+
+@index.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--fields",
+    default=",".join(DEFAULT_FACET_FIELDS),
+    show_default=True,
+    help="Comma-separated filter fields (raw.NAME: a header field as written).",
+)
+@click.option("--filter", "filter_text", default=None, help="Count only the items that pass this filter.")
+@click.option(
+    "--top", default=DEFAULT_FACET_TOP, show_default=True, help="Values per field, commonest first."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, shaped as GET /v1/facets answers.")
+def facets(index_dir: str, fields: str, filter_text: str | None, top: int, as_json: bool) -> None:
+    """The commonest values of metadata fields in INDEX_DIR, with counts: what a --filter can select.
+
+    \b
+    clamp index facets build/index
+    clamp index facets build/index --fields key,meter --filter 'rhythm in (jig, reel)'
+    """
+    from runtime.cli.query import user_errors
+    from runtime.search.hits import facets_as_dict
+    from runtime.search.index import Index
+
+    with user_errors():
+        found = Index.open(index_dir).facets(fields.split(","), filter_text, top)
+    if as_json:
+        click.echo(json.dumps(facets_as_dict(found), indent=2, ensure_ascii=False))
+        return
+    for name, values in found.items():
+        click.echo(f"{name}:")
+        for value, count in values:
+            click.echo(f"  {count:>8}  {value}")

@@ -20,7 +20,8 @@ from runtime.music.abc import split_tunes
 from runtime.model.encoder import Encoder
 from runtime.search.index import Index, ModelMismatchError, read_manifest
 from runtime.search.keys import read_music
-from runtime.search.hits import Condition, exact_top_k, parse_filter, softmax_probs
+from runtime.search.filters import parse_filter
+from runtime.search.hits import exact_top_k, softmax_probs
 
 
 @pytest.fixture(scope="module")
@@ -87,16 +88,18 @@ def test_text_search_ranks_items_by_cosine(index):
 
 def test_music_search_finds_the_query_tune_first(index, built):
     path = built.abc_dir / "oneills1850-1556-1624.abc"
-    hits = index.search_music(path, k=5, tune=7, with_abc=True)
+    hits = index.search_music(path, k=5, tune=7, with_abc=True, exclude_self=False)
     assert hits[0].abc == read_music(path, 7)
     assert hits[0].score == pytest.approx(1, abs=1e-4)
-    assert ids(index.search_music(read_music(path, 7), k=5)) == ids(hits)  # ABC text works like a path
+    assert ids(index.search_music(read_music(path, 7), k=5, exclude_self=False)) == ids(hits)  # ABC as a path
+    assert ids(index.search_music(path, k=4, tune=7)) == ids(hits)[1:]  # by default, without the tune itself
 
 
 def test_similar_to_an_indexed_tune_and_item_lookup(index):
     first = index.search_text("a hornpipe", k=1)[0]
-    similar = index.similar_to(first.id, k=4)
+    similar = index.similar_to(first.id, k=4, exclude_self=False)
     assert similar[0].id == first.id and similar[0].score == pytest.approx(1, abs=1e-5)
+    assert ids(index.similar_to(first.id, k=3)) == ids(similar)[1:]
     item = index.item(first.id)
     assert (
         item["id"] == first.id and item["abc"].startswith("X:") and item["title"] == first.metadata["title"]
@@ -133,6 +136,12 @@ def test_classify_ranks_every_label_by_cosine_with_its_prompt(index, built):
             "reference = 5",
             lambda m: m["meta"]["reference"] == "5",
         ),  # any ABC header field, from the meta JSON
+        (
+            "(rhythm = jig or rhythm = 'slip jig') and not meter = 6/8",
+            lambda m: m["rhythm"] in ("jig", "slip jig") and m["meter"] != "6/8",
+        ),
+        ("key in (G, Dmaj)", lambda m: m["key"] in ("G major", "D major")),  # canonical, read as ABC
+        ("raw.key = G", lambda m: m["meta"]["key"] == "G" and m["key"] == "G major"),
     ],
 )
 def test_filters_keep_only_matching_items(index, text, check):
@@ -151,28 +160,51 @@ def test_every_filtered_search_path_agrees_with_filtered_exact_search(
     monkeypatch.setattr(runtime.search.index, "OVERFETCH", overfetch)
     monkeypatch.setattr(runtime.search.index, "EXACT_SUBSET_MAX", exact_subset_max)
     query = index.encoder.embed_texts(["a slow air"])
-    for text in ("meter = 6/8", "origin contains irl", "rhythm != hornpipe"):
+    for text in (
+        "meter = 6/8",
+        "origin contains irl",
+        "rhythm != hornpipe",
+        "rhythm in (jig, hornpipe) or key = Em",
+        "not (meter = 6/8 or origin contains irl)",
+    ):
         graph = index.search_vectors(query, 10, filter=text)[0]
         exact = index.search_vectors(query, 10, filter=text, exact=True)[0]
         assert ids(graph) == ids(exact)
+        assert len(graph) == min(10, len(index.items.labels_matching(parse_filter(text))))  # k when k pass
     assert index.search_vectors(query, 10, filter="meter = 99/7") == [[]]
-
-
-def test_filter_syntax_and_its_errors():
-    assert parse_filter("meter = \"6/8\" and origin contains 'Co. Cork' AND key != G") == [
-        Condition("meter", "=", "6/8"),
-        Condition("origin", "contains", "Co. Cork"),
-        Condition("key", "!=", "G"),
-    ]
-    assert parse_filter(r'title = "say \"hi\""') == [Condition("title", "=", 'say "hi"')]
-    for bad in ("meter == 6/8", "meter = 6/8 or key = G", "= 6/8", "meter = 6/8 and", ""):
-        with pytest.raises(ValueError, match="bad filter"):
-            parse_filter(bad)
 
 
 def test_unknown_filter_fields_are_refused_with_the_known_ones(index):
     with pytest.raises(ValueError, match="unknown filter field 'colour'.*meter"):
         index.search_text("x", filter="colour = red")
+    with pytest.raises(ValueError, match="too long"):  # issue #16: no SQLite "Expression tree is too large"
+        index.search_text("x", filter=" and ".join(["meter = 6/8"] * 1100))
+
+
+def test_facets_count_canonical_values_among_filtered_items(index):
+    facets = index.facets(["key", "meter", "rhythm", "collection", "raw.key"], top=5)
+    assert facets["collection"] == [("abc", len(index))]  # the test corpus's files share one folder
+    assert [count for _, count in facets["key"]] == sorted((c for _, c in facets["key"]), reverse=True)
+    assert all(" " in key for key, _ in facets["key"]) and all(" " not in key for key, _ in facets["raw.key"])
+    jigs = index.facets(["rhythm", "meter"], filter="rhythm in (jig, 'slip jig')")
+    jig_count = len(index.items.labels_matching(parse_filter("rhythm in (jig, 'slip jig')")))
+    assert (
+        sorted(jigs["rhythm"]) == [("jig", 10), ("slip jig", 20)]
+        and sum(c for _, c in jigs["meter"]) == jig_count
+    )
+    with pytest.raises(ValueError, match="1..16 fields"):
+        index.facets([])
+
+
+def test_facets_are_counted_once_per_open_index(built, monkeypatch):
+    index = Index.open(built.index_dir)
+    counted = []
+    facet = index.items.facet
+    monkeypatch.setattr(index.items, "facet", lambda *args: counted.append(args) or facet(*args))
+    first = index.facets(["key", "meter"], "rhythm = jig")
+    first["key"].clear()  # callers get copies
+    assert index.facets(["Key", "meter"], "rhythm = jig") == index.facets(["key", "meter"], "rhythm = jig")
+    assert index.facets(["key"], "rhythm = jig")["key"] and len(counted) == 3  # key+meter once, then key
 
 
 def test_exact_top_k_equals_a_full_sort_across_chunks(monkeypatch):

@@ -81,13 +81,38 @@ def test_search_reports_bad_filters_in_one_line(built):
     assert "bad filter" in out and "Traceback" not in out
 
 
+def test_an_overlong_filter_is_one_line_not_a_sqlite_traceback(built):
+    huge = " and ".join(["meter = 6/8"] * 1100)  # issue #16: "Expression tree is too large"
+    out = clamp("search", "x", "--index", built.index_dir, "--filter", huge, ok=False)
+    assert out.strip().count("\n") == 0 and "filter too long: 17595 characters, at most 2000" in out
+
+
+def test_search_with_or_in_not_and_parentheses(built):
+    text = "(rhythm = jig or rhythm = hornpipe) and not key in (G, Dmaj)"
+    hits = results(clamp("search", "a tune", "--index", built.index_dir, "-k", 8, "--json", "--filter", text))
+    assert len(hits) == 8
+    assert all(h["rhythm"] in ("jig", "hornpipe") and h["key"] not in ("G major", "D major") for h in hits)
+
+
+def test_index_facets_lists_values_with_counts(built):
+    out = clamp(
+        "index", "facets", built.index_dir, "--fields", "rhythm", "--filter", "rhythm in (jig, 'slip jig')"
+    )
+    assert out.split("\n")[:3] == ["rhythm:", "        20  slip jig", "        10  jig"]
+    facets = json.loads(clamp("index", "facets", built.index_dir, "--json", "--top", 2))["facets"]
+    assert list(facets) == ["key", "meter", "rhythm", "origin", "collection"]
+    assert all(len(values) <= 2 and set(values[0]) == {"value", "count"} for values in facets.values())
+    assert "unknown filter field 'colour'" in clamp(
+        "index", "facets", built.index_dir, "--fields", "colour", ok=False
+    )
+
+
 def test_similar_finds_the_tune_itself_from_a_file_or_stdin(built):
     path = built.abc_dir / "oneills1850-1116-1135_mh.abc"
-    from_file = results(clamp("similar", path, "--tune", 4, "--index", built.index_dir, "-k", 3, "--json"))
+    args = ["--index", built.index_dir, "-k", 3, "--json", "--include-self"]
+    from_file = results(clamp("similar", path, "--tune", 4, *args))
     assert from_file[0]["score"] == pytest.approx(1, abs=1e-4) and from_file[0]["rhythm"] == "slip jig"
-    from_stdin = results(
-        clamp("similar", "-", "--index", built.index_dir, "-k", 3, "--json", input=read_music(path, 4))
-    )
+    from_stdin = results(clamp("similar", "-", *args, input=read_music(path, 4)))
     assert [h["id"] for h in from_stdin] == [h["id"] for h in from_file]
 
 

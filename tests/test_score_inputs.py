@@ -64,9 +64,12 @@ def test_embed_takes_a_folder_mixing_abc_musicxml_and_midi(mixed):
 
 
 def test_similar_to_an_mxl_score_finds_that_score_first(mixed):
-    hits = json.loads(clamp("similar", mixed.abc_dir / "bwv1.6.mxl", "--index", mixed.index_dir, "--json"))
+    score = mixed.abc_dir / "bwv1.6.mxl"
+    hits = json.loads(clamp("similar", score, "--index", mixed.index_dir, "--json", "--include-self"))
     assert Path(hits["results"][0]["source"]).name == "bwv1.6.mxl"
     assert hits["results"][0]["score"] == pytest.approx(1, abs=1e-3)
+    others = json.loads(clamp("similar", score, "--index", mixed.index_dir, "--json"))["results"]
+    assert "bwv1.6.mxl" not in {Path(h["source"]).name for h in others}  # --exclude-self, the default
 
 
 def test_classify_a_midi_file(mixed):
@@ -87,7 +90,8 @@ def test_classify_a_midi_file(mixed):
 def test_http_similar_with_an_uploaded_mxl_and_a_corrupt_one(mixed):
     client = TestClient(create_app(Index.open(mixed.index_dir)))
     score = mixed.abc_dir / "bwv10.7.mxl"
-    answer = client.post("/similar", files={"file": (score.name, score.read_bytes())}, data={"k": "3"})
+    form = {"k": "3", "exclude_self": "false"}
+    answer = client.post("/similar", files={"file": (score.name, score.read_bytes())}, data=form)
     assert answer.status_code == 200, answer.text
     assert Path(answer.json()["results"][0]["source"]).name == "bwv10.7.mxl"
     broken = client.post("/similar", files={"file": ("broken.mxl", b"PK not a zip")})

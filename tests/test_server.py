@@ -54,16 +54,51 @@ def test_search_filters_and_its_errors(client):
     assert client.post("/search", json={"text": "x", "k": 0}).status_code == 422
 
 
+def test_new_filter_syntax_and_capped_filters_over_http(client):
+    hits = client.post(
+        "/search", json={"text": "a song", "k": 5, "filter": "key in (G, D) and not rhythm = jig"}
+    )
+    assert hits.status_code == 200 and hits.json()["results"]
+    assert all(h["key"] in ("G major", "D major") and h["rhythm"] != "jig" for h in hits.json()["results"])
+    huge = " and ".join(["meter = 6/8"] * 1100)  # issue #16: a 500 from SQLite's expression-tree limit
+    bad = client.post("/search", json={"text": "a song", "filter": huge})
+    assert bad.status_code == 400 and bad.json()["detail"].startswith("filter too long: 17595 characters")
+    many = " or ".join(["meter = 6/8"] * 65)
+    bad = client.post("/similar", json={"abc": "X:1\nK:G\nGABc|\n", "filter": many})
+    assert bad.status_code == 400 and "more than 64 terms" in bad.json()["detail"]
+
+
+def test_facets_endpoint_shape_counts_and_filter(client, index):
+    response = client.get("/v1/facets", params={"fields": "key,meter,rhythm,origin,collection", "top": 3})
+    assert response.status_code == 200
+    facets = response.json()["facets"]
+    assert list(facets) == ["key", "meter", "rhythm", "origin", "collection"]
+    assert facets["collection"] == [{"value": "abc", "count": len(index)}]
+    assert all(len(values) <= 3 and set(values[0]) == {"value", "count"} for values in facets.values())
+    assert facets["key"] == [{"value": v, "count": n} for v, n in index.facets(["key"], top=3)["key"]]
+    jigs = client.get("/v1/facets", params={"fields": "rhythm", "filter": "rhythm = jig"}).json()["facets"]
+    assert jigs == {"rhythm": [{"value": "jig", "count": 10}]}
+    default = client.get("/v1/facets").json()["facets"]
+    assert list(default) == ["key", "meter", "rhythm", "origin", "collection"]
+    bad = client.get("/v1/facets", params={"fields": "colour"})
+    assert bad.status_code == 400 and "unknown filter field 'colour'" in bad.json()["detail"]
+    bad = client.get("/v1/facets", params={"filter": "rhythm is jig"})
+    assert bad.status_code == 400 and "bad filter at column 8" in bad.json()["detail"]
+
+
 def test_similar_from_json_an_uploaded_file_or_an_id(client, built):
     path = built.abc_dir / "oneills1850-1556-1624.abc"
-    from_json = client.post("/similar", json={"abc": path.read_text(), "tune": 5, "k": 3}).json()["results"]
+    query = {"abc": path.read_text(), "tune": 5, "k": 3, "exclude_self": False}
+    from_json = client.post("/similar", json=query).json()["results"]
     assert from_json[0]["score"] == pytest.approx(1, abs=1e-4)
     upload = client.post(
-        "/similar", files={"file": (path.name, path.read_bytes())}, data={"tune": "5", "k": "3"}
+        "/similar",
+        files={"file": (path.name, path.read_bytes())},
+        data={"tune": "5", "k": "3", "exclude_self": "false"},
     )
     assert upload.status_code == 200 and upload.json()["results"] == from_json
-    by_id = client.post("/similar", json={"id": from_json[0]["id"], "k": 3}).json()["results"]
-    assert by_id[0]["id"] == from_json[0]["id"]
+    by_id = client.post("/similar", json={"id": from_json[0]["id"], "k": 3, "exclude_self": False})
+    assert by_id.json()["results"][0]["id"] == from_json[0]["id"]
     assert client.post("/similar", json={"id": "nope"}).status_code == 404
     assert "give the query tune" in client.post("/similar", json={"k": 3}).json()["detail"]
     assert client.post("/similar", json={"abc": read_music(path, 0), "tune": 3}).status_code == 400

@@ -176,7 +176,7 @@ def test_search_draws_scores_and_more_like_this_follows(page):
     chosen = title(cards[3])
     cards[3].find_element(By.CSS_SELECTOR, "button.more").click()
     similar = wait_for_results(page, f"More like “{chosen}”")
-    assert title(similar[0]) == chosen  # an indexed tune is its own nearest neighbour
+    assert similar and chosen not in map(title, similar)  # "more like this" leaves the tune itself out
     assert page.switch_to.active_element.get_attribute("id") == "results-title"
     shoot(page, "more-like-this")
 
@@ -192,8 +192,8 @@ def test_upload_finds_similar_music_and_refusals_read_plainly(page, corpus):
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     cards = wait_for_results(page, f"Music like {JIGS} (tune 2)")
     third_tune = split_tunes(jigs.read_text())[2]
-    assert title(cards[0]) == third_tune.meta["title"]
-    assert cards[0].find_element(By.CSS_SELECTOR, ".similarity").text == "cosine 1.000"
+    assert len(cards) == 10 and third_tune.meta["title"] not in map(title, cards)  # not the upload itself
+    assert cards[0].find_element(By.CSS_SELECTOR, ".similarity").text.startswith("cosine ")
     shoot(page, "similar-upload")
 
     tune.clear()

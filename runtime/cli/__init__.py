@@ -12,6 +12,7 @@ from collections.abc import Callable
 import click
 
 from runtime.model.modeldir import PRECISIONS
+from runtime.search.limits import Limit
 
 # name -> ("module:attribute" of a click command, one-line help for `clamp --help`), in listing order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -34,6 +35,25 @@ def precision_option(help: str) -> Callable:
     return click.option(
         "--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto", show_default=True, help=help
     )
+
+
+class InRange(click.ParamType):
+    """A click number type checked by a shared Limit: the CLI refuses what HTTP refuses, in the same words."""
+
+    def __init__(self, limit: Limit, number: type = int):
+        self.limit = limit
+        self.number = number
+        self.name = number.__name__
+
+    def convert(self, value, param, ctx):
+        try:
+            number = self.number(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a valid {self.number.__name__}", param, ctx)
+        try:
+            return self.limit.check(number)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
 
 
 class LazyGroup(click.Group):

@@ -4,46 +4,62 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
-from runtime.music.abc import split_tunes
 from runtime.model.families import load_family
+from runtime.music.abc import Tune
+from runtime.music.formats import SCORE_SUFFIXES, read_tunes
 from runtime.music.patching import EOS_ID, abc_filter, decode_patches, prepare_music
 
+DEFAULT_FAMILY = "default"  # the default model's family (what `clamp export` exports without --family)
 
-def read_text(path: str) -> str:
-    """A file's text ('-' for stdin), decoded as UTF-8 with a Latin-1 fallback (old ABC collections)."""
-    data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+
+def read_score(path: str) -> list[Tune]:
+    """The tunes of a score file, read (and converted to ABC) as `clamp similar` reads it.
+
+    Stdin ('-') and files of other suffixes are ABC text, decoded as UTF-8 with a Latin-1 fallback.
+    """
+    if path != "-" and Path(path).suffix.lower() in SCORE_SUFFIXES:
+        return read_tunes(Path(path))
+    data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    return read_tunes(Path("text.abc"), data)
 
 
 @click.command()
 @click.argument("file", type=click.Path(allow_dash=True, dir_okay=False))
-@click.option("--family", default="clamp-s-512", show_default=True, help="Model family (sets max patches).")
+@click.option(
+    "--family",
+    default=DEFAULT_FAMILY,
+    show_default=True,
+    help="Model family whose patching to show (sets max patches), e.g. clamp-s-512.",
+)
 @click.option("--ids", is_flag=True, help="Print patch ids instead of decoded patches.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per tune.")
 def patch(file: str, family: str, ids: bool, as_json: bool) -> None:
     """Show each tune's cleaned ABC and its bar patches, as the model sees them.
 
+    FILE is a score (.abc/.mxl/.musicxml/.xml/.mid, converted to ABC as `clamp similar` converts it),
+    or - for ABC on stdin.
+
     \b
     clamp patch tunes.abc            # decoded patches, one per line
+    clamp patch score.mxl --family clamp-s-512
     clamp patch tunes.abc --ids --json
     """
-    max_patches = load_family(family)["music"]["max_patches"]
-    text = read_text(file)
-    tunes = split_tunes(text) or ([] if not text.strip() else [None])
+    try:
+        max_patches = load_family(family)["music"]["max_patches"]
+        tunes = read_score(file)
+    except (ValueError, OSError) as err:  # unknown family, unreadable or unconvertible score
+        raise click.ClickException(str(err)) from err
     for i, tune in enumerate(tunes):
-        abc = text if tune is None else tune.abc
-        patches = prepare_music(abc, max_patches)
+        patches = prepare_music(tune.abc, max_patches)
         record = {
             "tune_index": i,
-            "title": None if tune is None else tune.meta.get("title"),
+            "title": tune.meta.get("title"),
             "n_patches": len(patches),
-            "filtered_abc": abc_filter(abc),
+            "filtered_abc": abc_filter(tune.abc),
             "patches": patches.tolist() if ids else decode_patches(patches),
         }
         if as_json:

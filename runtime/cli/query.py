@@ -11,6 +11,11 @@ from typing import Any
 
 import click
 
+from runtime.cli import InRange
+from runtime.search.calibration import CHANCE_Z, no_better_than_chance
+from runtime.search.filters import FILTER_HELP
+from runtime.search.hits import Hit, hits_as_dicts, softmax_probs
+from runtime.search.hybrid import MODES
 from runtime.search.index import Index, resolve_model_dir
 from runtime.search.keys import (
     DEFAULT_TEMPLATE,
@@ -24,9 +29,7 @@ from runtime.search.keys import (
     text_keys_file,
 )
 from runtime.search.keys import classify as classify_music
-from runtime.search.calibration import CHANCE_Z, no_better_than_chance
-from runtime.search.hits import FILTER_HELP, Hit, hits_as_dicts, softmax_probs
-from runtime.search.hybrid import MODES
+from runtime.search.limits import TOP_N, TUNE, K, require_text
 
 TABLE_FIELDS = ("title", "rhythm", "meter", "key", "origin")  # shown when the hits carry them
 
@@ -40,11 +43,14 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(str(err.args[0]) if isinstance(err, KeyError) else str(err)) from err
 
 
-def format_table(hits: list[Hit], with_prob: bool = False, score_name: str = "cosine") -> str:
+def format_table(
+    hits: list[Hit], key: str = "id", with_prob: bool = False, score_name: str = "cosine"
+) -> str:
     """Hits as an aligned text table, best first: rank, score, z, found by, metadata, id.
 
-    `with_prob` adds clamp.py's softmax over these hits (scale e), which means something only where
-    they are every candidate (zero-shot labels), not for the top k of an index.
+    `key` heads the last column: what the hits' ids are (item ids, or classify's labels). `with_prob`
+    adds clamp.py's softmax over these hits (scale e), which means something only where they are
+    every candidate (zero-shot labels), not for the top k of an index.
     """
     if not hits:
         return "no results"
@@ -56,7 +62,7 @@ def format_table(hits: list[Hit], with_prob: bool = False, score_name: str = "co
         **({"z": lambda rank, hit, prob: f"{hit.z:.1f}"} if any(h.z is not None for h in hits) else {}),
         **({"found": lambda rank, hit, _: "+".join(hit.found_by)} if any(h.found_by for h in hits) else {}),
         **{f: (lambda rank, hit, prob, f=f: _cell(hit.metadata.get(f))) for f in fields},
-        "id": lambda rank, hit, prob: hit.id,
+        key: lambda rank, hit, prob: hit.id,
     }
     probs = softmax_probs([h.score for h in hits])
     header = list(columns)
@@ -79,7 +85,13 @@ def _cell(value: Any, width: int = 40) -> str:
 
 
 def emit(
-    query: str, hits: list[Hit], as_json: bool, with_prob: bool = False, mode: str | None = None
+    query: str,
+    hits: list[Hit],
+    as_json: bool,
+    key: str = "id",
+    *,
+    with_prob: bool = False,
+    mode: str | None = None,
 ) -> None:
     """Print hits as JSON or a table; for text searches (`mode` given) say when they are only chance."""
     chance = no_better_than_chance(hits) if mode else None
@@ -96,7 +108,7 @@ def emit(
             f"no match better than chance (best z={best:.1f}, under {CHANCE_Z:g}: unrelated texts score as "
             "high on this index); the nearest tunes anyway:"
         )
-    click.echo(format_table(hits, with_prob, "bm25" if mode == "keyword" else "cosine"))
+    click.echo(format_table(hits, key, with_prob, "bm25" if mode == "keyword" else "cosine"))
 
 
 def read_music_arg(music: str, tune: int) -> str:
@@ -130,7 +142,14 @@ def index_options(command: Callable) -> Callable:
                 type=click.Path(exists=True, file_okay=False),
                 help="Index dir (from `clamp index build`).",
             ),
-            click.option("-k", "k", default=10, show_default=True, help="Number of results."),
+            click.option(
+                "-k",
+                "k",
+                type=InRange(K),
+                default=10,
+                show_default=True,
+                help=f"Number of results (1..{K.high:g}).",
+            ),
             click.option("--filter", "filter_text", default=None, help=f"Metadata filter: {FILTER_HELP}."),
             click.option(
                 "--exact", is_flag=True, help="Score every item (brute force) instead of walking the graph."
@@ -153,7 +172,11 @@ model_option = click.option(
 
 
 tune_option = click.option(
-    "--tune", default=0, show_default=True, help="Which tune of a multi-tune file (0-based)."
+    "--tune",
+    type=InRange(TUNE),
+    default=0,
+    show_default=True,
+    help="Which tune of a multi-tune file (0-based).",
 )
 
 
@@ -190,6 +213,7 @@ def search(
     clamp search "slow air" --index build/index --filter 'meter = 3/4 and origin contains Ireland'
     """
     with user_errors():
+        require_text(text)  # before the index and model load
         index = Index.open(index_dir, model_dir)
         if mode is None and index.default_mode() == "vector":
             click.echo("note: this index has no keyword table (built before it): vector only", err=True)
@@ -202,6 +226,12 @@ def search(
 @click.argument("music")
 @tune_option
 @index_options
+@click.option(
+    "--exclude-self/--include-self",
+    default=True,
+    show_default=True,
+    help="Leave out the query tune itself: the item MUSIC names, or items with the same ABC.",
+)
 def similar(
     music: str,
     tune: int,
@@ -212,19 +242,33 @@ def similar(
     with_abc: bool,
     model_dir: str | None,
     as_json: bool,
+    exclude_self: bool,
 ) -> None:
-    """Similar music: tunes of an index closest to the tune in MUSIC (.abc/.mxl/.xml/.mid, or - for stdin).
+    """Similar music: tunes of an index closest to MUSIC: a score (.abc/.mxl/.xml/.mid, - for stdin) or an
+    indexed tune's id (as in the results' id column).
 
     \b
     clamp similar tune.abc --index build/index
     clamp similar collection.abc --tune 3 --index build/index --filter 'rhythm = reel'
+    clamp similar 3f2a9c... --index build/index          # more like an indexed tune
     """
+    options = {"filter": filter_text, "exact": exact, "with_abc": with_abc, "exclude_self": exclude_self}
     with user_errors():
         index = Index.open(index_dir, model_dir)
-        hits = index.search_music(
-            read_music_arg(music, tune), k, filter=filter_text, exact=exact, with_abc=with_abc
-        )
+        if names_an_item(music, index):
+            hits = index.similar_to(music, k, **options)
+        else:
+            hits = index.search_music(read_music_arg(music, tune), k, **options)
     emit(music, hits, as_json)
+
+
+def names_an_item(music: str, index: Index | None) -> bool:
+    """Whether the MUSIC argument is an indexed tune's id rather than a file (or - for stdin)."""
+    if index is None or music == "-" or Path(music).exists():
+        return False
+    if index.items.label_of(music) is None:
+        raise ValueError(f"{music} is neither a score file nor the id of a tune in index {index.directory}")
+    return True
 
 
 def _list_label_sets(ctx: click.Context, _param: click.Parameter, on: bool) -> None:
@@ -257,6 +301,13 @@ def _list_label_sets(ctx: click.Context, _param: click.Parameter, on: bool) -> N
     help="Print the built-in label sets and exit.",
 )
 @model_option
+@click.option(
+    "--index",
+    "index_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="An index dir: MUSIC may then be one of its tunes' ids [default: no index needed].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def classify(
     music: str,
@@ -265,16 +316,19 @@ def classify(
     label_set_name: str | None,
     template: str | None,
     model_dir: str | None,
+    index_dir: str | None,
     as_json: bool,
 ) -> None:
-    """Zero-shot classification of the tune in MUSIC (.abc/.mxl/.xml/.mid, or - for stdin) among labels.
+    """Zero-shot classification of the tune in MUSIC (.abc/.mxl/.xml/.mid, - for stdin, or an indexed
+    tune's id with --index) among labels.
 
     Each label becomes a prompt (the template with the label in place of {}); the labels are ranked by
-    the cosine of prompt and music. No index needed.
+    the cosine of prompt and music.
 
     \b
     clamp classify tune.abc --labels "jig,reel,hornpipe" --template "This is a {}."
     clamp classify tune.abc --label-set tune-type
+    clamp classify ITEM_ID --index build/index --label-set tune-type
     """
     with user_errors():
         if (labels is None) == (label_set_name is None):
@@ -282,10 +336,13 @@ def classify(
         set_template, names = (
             label_set(label_set_name) if label_set_name else (DEFAULT_TEMPLATE, labels.split(","))
         )
-        hits = classify_music(
-            open_encoder(model_dir), read_music_arg(music, tune), names, template or set_template
-        )
-    emit(music, hits, as_json, with_prob=True)
+        index = Index.open(index_dir, model_dir) if index_dir else None
+        if names_an_item(music, index):
+            hits = index.classify_item(music, names, template or set_template)
+        else:
+            encoder = index.require_encoder() if index else open_encoder(model_dir)
+            hits = classify_music(encoder, read_music_arg(music, tune), names, template or set_template)
+    emit(music, hits, as_json, key="label", with_prob=True)
 
 
 @click.command()
@@ -311,7 +368,9 @@ def classify(
     show_default=True,
     help="The keys are text lines or music (see --keys).",
 )
-@click.option("--top-n", default=10, show_default=True, help="Number of results; 0 for all keys.")
+@click.option(
+    "--top-n", type=InRange(TOP_N), default=10, show_default=True, help="Number of results; 0 for all keys."
+)
 @tune_option
 @model_option
 @click.option("--no-cache", is_flag=True, help="Do not read or write the key feature cache.")
@@ -338,15 +397,14 @@ def query(
     clamp query tune.abc --query-modal music --key-modal music --keys tunes/ --top-n 5
     """
     with user_errors():
+        music = query_modal == "music"  # read the query first: a bad one fails before any encoding
+        query = read_music_arg(query_text, tune) if music else require_text(read_text_arg(query_text))
         encoder = open_encoder(model_dir)
         root = Path(keys_path)
         cache = None if no_cache else FeatureCache.for_keys(encoder.model_hash, root)
         keys: KeySet = (
             music_keys(encoder, root, cache) if key_modal == "music" else text_keys_file(encoder, root, cache)
         )
-        if query_modal == "music":
-            vector = encoder.embed_abc([read_music_arg(query_text, tune)])
-        else:
-            vector = encoder.embed_texts([read_text_arg(query_text)])
+        vector = encoder.embed_abc([query]) if music else encoder.embed_texts([query])
         hits = keys.search(vector, top_n)[0]
     emit(query_text, hits, as_json, with_prob=True)

@@ -1,9 +1,8 @@
-"""What every query shares: result hits, exact top-k over a matrix, clamp.py's softmax, metadata filters."""
+"""What every query shares: result hits, exact top-k over a matrix, clamp.py's softmax."""
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,47 +84,11 @@ def exact_top_k(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarr
     return np.take_along_axis(best_scores, order, axis=1), np.take_along_axis(best_rows, order, axis=1)
 
 
-# ---- metadata filters: `field op value [and field op value ...]` ----
-
-FILTER_OPS = ("=", "!=", "contains")
-_CONDITION = re.compile(
-    r"""\s*(?P<field>[A-Za-z_][A-Za-z0-9_]*)\s*
-        (?P<op>!=|=|contains\b)\s*
-        (?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s"'=!][^\s"']*)\s*""",
-    re.VERBOSE | re.IGNORECASE,
-)
-_AND = re.compile(r"and\b\s*", re.IGNORECASE)
-FILTER_HELP = (
-    'FIELD OP VALUE joined by "and"; OP is =, != or contains (case-insensitive); quote values with spaces. '
-    "Fields: title, composer, origin, rhythm, key, meter, source (the file), tune_index, or any ABC header "
-    'name (area, book, notes...). Example: meter = 6/8 and origin contains "Ireland"'
-)
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One `field op value` test of a filter."""
-
-    field: str
-    op: str
-    value: str
-
-
-def parse_filter(text: str) -> list[Condition]:
-    """Parse a filter such as `meter = "6/8" and origin contains Ireland`; raise ValueError saying where."""
-    conditions, pos = [], 0
-    while True:
-        m = _CONDITION.match(text, pos)
-        if not m:
-            raise ValueError(f"bad filter {text!r} at character {pos}: expected {FILTER_HELP}")
-        value = m.group("value")
-        if value[0] in "\"'":
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        conditions.append(Condition(m.group("field").lower(), m.group("op").lower(), value))
-        pos = m.end()
-        if pos == len(text):
-            return conditions
-        and_match = _AND.match(text, pos)
-        if not and_match:
-            raise ValueError(f'bad filter {text!r} at character {pos}: expected "and" or the end')
-        pos = and_match.end()
+def facets_as_dict(facets: dict[str, list[tuple[str, int]]]) -> dict[str, Any]:
+    """JSON-ready facets (Index.facets), as GET /v1/facets and `clamp index facets --json` print them."""
+    return {
+        "facets": {
+            name: [{"value": value, "count": count} for value, count in values]
+            for name, values in facets.items()
+        }
+    }

@@ -9,7 +9,7 @@ only, under the calibrated threshold) after the matches, and each hit says which
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,8 @@ import numpy as np
 
 from runtime.search import calibration
 from runtime.search.calibration import z_scores
-from runtime.search.hits import Condition, Hit, parse_filter
+from runtime.search.filters import Filter, parse_filter
+from runtime.search.hits import Hit
 
 if TYPE_CHECKING:
     from runtime.search.index import Index
@@ -79,16 +80,16 @@ def text_search(
     *,
     mode: str | None = None,
     vector: np.ndarray | None = None,
-    filter: str | Sequence[Condition] | None = None,
+    filter: str | Filter | None = None,
     exact: bool = False,
     with_abc: bool = False,
     fusion: str = "rrf",
 ) -> list[Hit]:
     """The k best items for a text in the given mode (see Index.search_text), best first."""
     mode = resolve_mode(index, mode)
-    conditions = parse_filter(filter) if isinstance(filter, str) else list(filter or ())
+    tree = parse_filter(filter) if isinstance(filter, str) else filter
     if mode == "keyword":
-        labels, bm25, _ = index.items.keyword_search(text, k, conditions)
+        labels, bm25, _ = index.items.keyword_search(text, k, tree)
         return [
             replace(hit, found_by=("keyword",)) for hit in index.hits(labels[None], bm25[None], with_abc)[0]
         ]
@@ -96,12 +97,10 @@ def text_search(
         vector = index.require_encoder().embed_texts([text])
     vector = np.asarray(vector, dtype=np.float32).reshape(-1)
     if mode == "vector":
-        labels, cosines = (row[0] for row in index.nearest(vector, k, filter=conditions, exact=exact))
+        labels, cosines = (row[0] for row in index.nearest(vector, k, filter=tree, exact=exact))
         return _with_strength(index, labels, cosines, [("vector",)] * len(labels), with_abc)
-    vector_labels = index.nearest(vector, max(k, CANDIDATES), filter=conditions, exact=exact)[0][0]
-    keyword_labels, keyword_bm25, parts = index.items.keyword_search(
-        text, max(k, KEYWORD_CANDIDATES), conditions
-    )
+    vector_labels = index.nearest(vector, max(k, CANDIDATES), filter=tree, exact=exact)[0][0]
+    keyword_labels, keyword_bm25, parts = index.items.keyword_search(text, max(k, KEYWORD_CANDIDATES), tree)
     labels = np.unique(np.concatenate([vector_labels, keyword_labels]))
     if len(labels) == 0:
         return []

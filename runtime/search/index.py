@@ -5,25 +5,28 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import hnswlib
 import numpy as np
 
-from runtime.storage.integrity import check_files, listed_files
-from runtime.search.items import ItemStore
-from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify, read_music
 from runtime.model.modeldir import CONFIG_FILE
-from runtime.search.hits import Condition, Hit, exact_top_k, parse_filter
+from runtime.search.errors import REBUILD, IndexDirError
+from runtime.search.filters import Filter, parse_filter
+from runtime.search.hits import Hit, exact_top_k
 from runtime.search.hybrid import text_search
+from runtime.search.items import ItemStore
+from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify, classify_vector, read_music
+from runtime.search.limits import EF, K, require_text
+from runtime.storage.integrity import check_files, listed_files
 
 MANIFEST_FILE = "manifest.json"
 HNSW_FILE = "index.hnsw"
 ITEMS_FILE = "items.sqlite"
 VECTORS_FILE = "vectors.npy"
 INDEX_FILES = (HNSW_FILE, ITEMS_FILE, VECTORS_FILE)
-REBUILD = "rebuild the index with `clamp index build`"
 DEFAULT_MODEL_DIR = Path("build/model")
 DEFAULT_EF = 128
 # A filtered graph query first looks at the k * OVERFETCH nearest items, unfiltered, and keeps those
@@ -32,14 +35,15 @@ OVERFETCH = 10
 # Otherwise a filter that keeps at most this many items is answered by exact search over them (fast,
 # never short of results); larger subsets go through the graph with an hnswlib filter.
 EXACT_SUBSET_MAX = 20_000
+DEFAULT_FACET_FIELDS = ("key", "meter", "rhythm", "origin", "collection")
+DEFAULT_FACET_TOP = 20
+MAX_FACET_TOP = 1000
+MAX_FACET_FIELDS = 16
+FACET_CACHE_SIZE = 64  # facet answers kept per open index (by fields, filter, top)
 
 
 class ModelMismatchError(ValueError):
     """The model given for queries is not the model the index was built with."""
-
-
-class IndexDirError(ValueError):
-    """An index dir that is incomplete, damaged or altered since it was built."""
 
 
 class UnknownItemError(KeyError):
@@ -105,7 +109,8 @@ class Index:
                 f"{directory}: {VECTORS_FILE} holds {self.vectors.shape}, {HNSW_FILE} "
                 f"{self.graph.get_current_count()} items, {MANIFEST_FILE} says {count} x {dim}; {REBUILD}"
             )
-        self.graph.set_ef(ef)  # only here: set_ef races with concurrent queries
+        self.graph.set_ef(EF.check(ef))  # only here: set_ef races with concurrent queries
+        self._facets: dict[tuple, dict[str, list[tuple[str, int]]]] = {}
 
     @classmethod
     def open(
@@ -164,14 +169,26 @@ class Index:
         queries: np.ndarray,
         k: int = 10,
         *,
-        filter: str | Sequence[Condition] | None = None,
+        filter: str | Filter | None = None,
         exact: bool = False,
         with_abc: bool = False,
     ) -> list[list[Hit]]:
         """Best k items for each L2-normalised query vector [Q, dim] (or [dim]), best first.
 
-        `exact` scores every (allowed) item instead of walking the HNSW graph.
+        `filter` is a filter text (runtime.search.filters) or its parsed tree. `exact` scores every
+        (allowed) item instead of walking the HNSW graph.
         """
+        return self._search(queries, K.check(k), filter=filter, exact=exact, with_abc=with_abc)
+
+    def _search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        filter: str | Filter | None = None,
+        exact: bool = False,
+        with_abc: bool = False,
+    ) -> list[list[Hit]]:
         return self.hits(*self.nearest(queries, k, filter=filter, exact=exact), with_abc)
 
     def nearest(
@@ -179,13 +196,13 @@ class Index:
         queries: np.ndarray,
         k: int,
         *,
-        filter: str | Sequence[Condition] | None = None,
+        filter: str | Filter | None = None,
         exact: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """search_vectors' labels and cosines [Q, <=k], best first, without fetching the items."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         conditions = parse_filter(filter) if isinstance(filter, str) else filter
-        if not conditions:
+        if conditions is None:
             return self._exact(queries, k, None) if exact else self._graph(queries, k, None)
         if not exact and (found := self._graph_then_filter(queries, k, conditions)) is not None:
             return found
@@ -211,30 +228,78 @@ class Index:
         the text's embedding when the caller has it already. Hits say which side found them and
         carry their `z` (runtime.search.calibration). Options as search_vectors'.
         """
-        return text_search(self, text, k, mode=mode, vector=vector, **options)
+        return text_search(self, require_text(text), K.check(k), mode=mode, vector=vector, **options)
 
     def default_mode(self) -> str:
         """hybrid where the index has its keyword table; vector for indices built before it."""
         return "hybrid" if self.items.has_keywords() else "vector"
 
-    def search_music(self, music: str | Path, k: int = 10, *, tune: int = 0, **options: Any) -> list[Hit]:
-        """Similar-music search for a tune given as a file path or ABC text (tune `tune` of several)."""
-        return self.search_vectors(self.require_encoder().embed_abc([read_music(music, tune)]), k, **options)[
-            0
-        ]
+    def search_music(
+        self, music: str | Path, k: int = 10, *, tune: int = 0, exclude_self: bool = True, **options: Any
+    ) -> list[Hit]:
+        """Similar-music search for a tune given as a file path or ABC text (tune `tune` of several).
 
-    def similar_to(self, item_id: str, k: int = 10, **options: Any) -> list[Hit]:
-        """Similar-music search for an indexed item, by id (no encoding needed)."""
-        label = self.items.label_of(item_id)
-        if label is None:
-            raise UnknownItemError(f"no item with id {item_id!r} in index {self.directory}")
-        return self.search_vectors(np.asarray(self.vectors[label]), k, **options)[0]
+        `exclude_self` leaves out indexed items whose ABC is the query's (the tune itself, at cosine 1).
+        """
+        abc = read_music(music, tune)
+        vector = self.require_encoder().embed_abc([abc])
+        return self.nearest_except(vector, k, abc=abc if exclude_self else None, **options)
+
+    def similar_to(
+        self, item_id: str, k: int = 10, *, exclude_self: bool = True, **options: Any
+    ) -> list[Hit]:
+        """Similar-music search for an indexed item, by id (no encoding needed), by default without it."""
+        vector = self.item_vector(item_id)
+        return self.nearest_except(vector, k, item_id=item_id if exclude_self else None, **options)
+
+    def nearest_except(
+        self,
+        vector: np.ndarray,
+        k: int = 10,
+        *,
+        item_id: str | None = None,
+        abc: str | None = None,
+        **options: Any,
+    ) -> list[Hit]:
+        """The best k hits for one vector leaving out the item `item_id` and the items whose ABC is `abc`.
+
+        "More like this" should not answer with the query itself: more hits are asked for until k remain.
+        """
+        k = K.check(k)
+        itself = None if abc is None else abc.strip()
+
+        def excluded(hit: Hit) -> bool:
+            return hit.id == item_id or (itself is not None and (hit.abc or "").strip() == itself)
+
+        wanted = k + (item_id is not None or abc is not None)
+        with_abc = options.pop("with_abc", False)
+        while True:
+            asked = min(wanted, len(self))
+            hits = self._search(vector, asked, with_abc=with_abc or abc is not None, **options)[0]
+            kept = [hit for hit in hits if not excluded(hit)]
+            if len(kept) >= k or len(hits) < wanted:
+                break
+            wanted *= 2
+        return [hit if with_abc else replace(hit, abc=None) for hit in kept[:k]]
 
     def classify(
         self, music: str | Path, labels: Sequence[str], template: str = DEFAULT_TEMPLATE, *, tune: int = 0
     ) -> list[Hit]:
         """Zero-shot classification of a tune against label texts, with the index's model."""
         return classify(self.require_encoder(), read_music(music, tune), labels, template)
+
+    def classify_item(
+        self, item_id: str, labels: Sequence[str], template: str = DEFAULT_TEMPLATE
+    ) -> list[Hit]:
+        """Zero-shot classification of an indexed item, by id, from its stored vector (no music encoding)."""
+        return classify_vector(self.require_encoder(), self.item_vector(item_id), labels, template)
+
+    def item_vector(self, item_id: str) -> np.ndarray:
+        """An indexed item's L2-normalised vector [1, dim], by id; UnknownItemError when there is none."""
+        label = self.items.label_of(item_id)
+        if label is None:
+            raise UnknownItemError(f"no item with id {item_id!r} in index {self.directory}")
+        return np.asarray(self.vectors[label : label + 1], dtype=np.float32)
 
     def item(self, item_id: str) -> dict[str, Any] | None:
         """An item's id, metadata and ABC, or None when the id is not in the index."""
@@ -243,6 +308,28 @@ class Index:
             return None
         found_id, metadata, abc = self.items.items([label], with_abc=True)[label]
         return {"id": found_id, **metadata, "abc": abc}
+
+    def facets(
+        self, fields: Sequence[str], filter: str | Filter | None = None, top: int = DEFAULT_FACET_TOP
+    ) -> dict[str, list[tuple[str, int]]]:
+        """The `top` commonest values of each field, with counts, among the items that pass `filter`.
+
+        For search pages' dropdowns: `index.facets(["key", "meter"], "rhythm = jig")`. Fields are filter
+        fields (items.FILTER_FIELDS, raw.NAME); at most MAX_FACET_FIELDS of them, top 1..MAX_FACET_TOP.
+        """
+        names = [name.strip().lower() for name in fields if name.strip()]
+        if not 1 <= len(names) <= MAX_FACET_FIELDS or not 1 <= top <= MAX_FACET_TOP:
+            raise ValueError(
+                f"facets: give 1..{MAX_FACET_FIELDS} fields (got {len(names)}) and a top of "
+                f"1..{MAX_FACET_TOP} values (got {top})"
+            )
+        key = (tuple(names), filter, top)
+        if key not in self._facets:  # the index never changes: a page's dropdowns are counted once
+            tree = parse_filter(filter) if isinstance(filter, str) else filter
+            if len(self._facets) >= FACET_CACHE_SIZE:
+                self._facets.clear()
+            self._facets[key] = {name: self.items.facet(tree, name, top) for name in names}
+        return {name: list(values) for name, values in self._facets[key].items()}
 
     def require_encoder(self) -> Embedder:
         """The model, for queries that must encode; raises saying where a model was looked for."""
@@ -279,7 +366,7 @@ class Index:
         return labels.astype(np.int64), 1.0 - distances  # space "ip": distance = 1 - inner product
 
     def _graph_then_filter(
-        self, queries: np.ndarray, k: int, conditions: Sequence[Condition]
+        self, queries: np.ndarray, k: int, conditions: Filter
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The filtered top k out of the unfiltered top k * OVERFETCH; None when too few of those pass."""
         labels, scores = self._graph(queries, k * OVERFETCH, None)

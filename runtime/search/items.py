@@ -3,29 +3,38 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from runtime.music.abc import FIELD_NAMES
+from runtime.music.metadata import CANONICAL_FIELDS, canonical_fields, canonical_value
 from runtime.search import keyword
-from runtime.search.hits import Condition
+from runtime.search.errors import REBUILD, DamagedIndexError, QueryTooComplexError
+from runtime.search.filters import Condition, Filter, filter_sql
 
-# Columns a filter can use directly (indexed); other ABC header names are looked up in the `meta` JSON.
-FILTER_COLUMNS = ("source", "tune_index", "title", "composer", "origin", "rhythm", "key", "meter")
+# Columns a filter can use directly (indexed; header fields in canonical form, see runtime.music.metadata);
+# other ABC header names, and `raw.NAME` for any header as written, are looked up in the `meta` JSON.
+FILTER_COLUMNS = ("source", "tune_index", *CANONICAL_FIELDS)
 ITEM_COLUMNS = ("label", "id", *FILTER_COLUMNS, "meta", "abc")
 FILTER_FIELDS = tuple(sorted(set(FILTER_COLUMNS) | set(FIELD_NAMES.values())))
+# What index_build reads from the shards for each item: the rest is derived here (item_row).
+SHARD_COLUMNS = ("id", "source", "tune_index", "meta", "abc")
 
-_CREATE_TABLE = """
+_CREATE_TABLE = f"""
 CREATE TABLE items (
     label INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, source TEXT, tune_index INTEGER,
-    title TEXT, composer TEXT, origin TEXT, rhythm TEXT, "key" TEXT, meter TEXT, meta TEXT, abc TEXT
+    {", ".join(f'"{c}" TEXT' for c in CANONICAL_FIELDS)}, meta TEXT, abc TEXT
 )"""
 _CREATE_INDEXES = "".join(f'CREATE INDEX items_{c} ON items("{c}" COLLATE NOCASE);' for c in FILTER_COLUMNS)
+# SQLite's words for a statement beyond its limits (expression depth, terms, variables), not for damage.
+_TOO_COMPLEX = re.compile(r"too (large|many|big|complex)|stack overflow", re.IGNORECASE)
 
 
 class ItemWriter:
@@ -49,26 +58,30 @@ class ItemWriter:
         self._conn.close()
 
 
-def condition_sql(conditions: Sequence[Condition]) -> tuple[str, list[str]]:
-    """A SQL WHERE clause and its parameters for parsed filter conditions (= and contains ignore case)."""
-    clauses, params = [], []
-    for cond in conditions:
-        if cond.field in FILTER_COLUMNS:
-            target, target_params = f'"{cond.field}"', []
-        elif cond.field in FILTER_FIELDS:
-            target, target_params = "json_extract(meta, ?)", [f"$.{cond.field}"]
-        else:
-            raise ValueError(f"unknown filter field {cond.field!r}; use one of: {', '.join(FILTER_FIELDS)}")
-        if cond.op == "=":
-            clauses.append(f"{target} = ? COLLATE NOCASE")
-            params += [*target_params, cond.value]
-        elif cond.op == "!=":
-            clauses.append(f"({target} IS NULL OR {target} != ? COLLATE NOCASE)")
-            params += [*target_params, *target_params, cond.value]
-        else:
-            clauses.append(f"instr(lower({target}), lower(?)) > 0")
-            params += [*target_params, cond.value]
-    return " AND ".join(clauses) or "1", params
+def item_row(label: int, item_id: str, source: str, tune_index: int, meta: str | None, abc: str) -> tuple:
+    """An items row (ITEM_COLUMNS' values) from a shard row: canonical fields derived from its raw `meta`."""
+    fields = canonical_fields(json.loads(meta) if meta else {}, source)
+    return (label, item_id, source, tune_index, *(fields[c] for c in CANONICAL_FIELDS), meta, abc)
+
+
+def field_sql(condition: Condition) -> tuple[str, list[str], Callable[[str], str]]:
+    """A filter field as SQL (a column, or a `meta` JSON look-up), and how to read values for it."""
+    name = condition.field
+    if name in FILTER_COLUMNS:
+        return f'"{name}"', [], lambda value: canonical_value(name, value)
+    raw = name.removeprefix("raw.")
+    if name.startswith("raw.") or name in FILTER_FIELDS:  # a table's rows may add any field to `meta`
+        return "json_extract(meta, ?)", [f"$.{raw}"], str
+    where = f" at column {condition.column}" if condition.column else ""
+    raise ValueError(
+        f"unknown filter field {name!r}{where}; use one of: "
+        f"{', '.join(FILTER_FIELDS)}, or raw.NAME for a header field (or table column) as written"
+    )
+
+
+def where_sql(tree: Filter | None) -> tuple[str, list[str | float]]:
+    """A SQL WHERE condition and its parameters for a parsed filter (None: every item)."""
+    return ("1", []) if tree is None else filter_sql(tree, field_sql)
 
 
 class ItemStore:
@@ -79,6 +92,29 @@ class ItemStore:
             raise FileNotFoundError(f"{path} is missing: rebuild the index with `clamp index build`")
         self.path = path
         self._local = threading.local()
+        with self._reading():  # the header and schema: most damage shows here, at open, not mid-query
+            self._conn().execute("SELECT label, id, meta, abc FROM items LIMIT 1").fetchall()
+            columns = {row[1] for row in self._conn().execute("PRAGMA table_info(items)")}
+        if missing := [c for c in ITEM_COLUMNS if c not in columns]:
+            raise ValueError(
+                f"{path} has no {', '.join(missing)} column (an index built by an older clamp): rebuild the "
+                "index with `clamp index build` (its shards need no re-embedding)"
+            )
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Every read of the database: SQLite's errors become errors that say what to do."""
+        try:
+            yield
+        except sqlite3.Error as err:
+            reason = f"sqlite: {err}"
+            if getattr(err, "sqlite_errorname", "") == "SQLITE_TOOBIG" or _TOO_COMPLEX.search(str(err)):
+                raise QueryTooComplexError(
+                    f"the query is too complex for the index's database ({reason}): use fewer filter terms"
+                ) from err
+            raise DamagedIndexError(
+                f"{self.path.name} in {self.path.parent} is damaged ({reason}); {REBUILD}"
+            ) from err
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -87,28 +123,46 @@ class ItemStore:
             self._local.conn = conn
         return conn
 
-    def labels_matching(
-        self, conditions: Sequence[Condition], among: Sequence[int] | None = None
-    ) -> np.ndarray:
-        """Labels (sorted int64) of the items that pass every condition (only those `among`, if given)."""
-        where, params = condition_sql(conditions)
+    def labels_matching(self, tree: Filter, among: Sequence[int] | None = None) -> np.ndarray:
+        """Labels (sorted int64) of the items that pass a filter (only those `among`, if given)."""
+        where, params = where_sql(tree)
         if among is not None:
-            where += f" AND label IN ({_int_list(among)})"
-        rows = self._conn().execute(f"SELECT label FROM items WHERE {where} ORDER BY label", params)
-        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+            where = f"({where}) AND label IN ({_int_list(among)})"
+        with self._reading():
+            rows = self._conn().execute(f"SELECT label FROM items WHERE {where} ORDER BY label", params)
+            return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def facet(self, tree: Filter | None, name: str, top: int) -> list[tuple[str, int]]:
+        """The `top` commonest values of a field among the items passing a filter, with their counts.
+
+        Values that differ only in case count as one, as `=` matches them (and the grouping then walks
+        the column's NOCASE index: 2-3x faster than exact grouping).
+        """
+        target, target_params, _ = field_sql(Condition(name, "=", "", 0))
+        where, params = where_sql(tree)
+        sql = (
+            f"SELECT {target} AS value, count(*) AS n FROM items WHERE ({where}) AND value IS NOT NULL "
+            "AND value != '' GROUP BY value COLLATE NOCASE ORDER BY n DESC, value LIMIT ?"
+        )
+        with self._reading():
+            rows = self._conn().execute(sql, [*target_params, *params, top])
+            return [(str(value), n) for value, n in rows]
 
     def has_keywords(self) -> bool:
         """Whether keyword (and so hybrid) search is possible: indices built before it lack the table."""
-        return keyword.has_fts(self._conn())
+        with self._reading():
+            return keyword.has_fts(self._conn())
 
     def keyword_search(
-        self, query: str, k: int, conditions: Sequence[Condition] = ()
+        self, query: str, k: int, tree: Filter | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The k best items for a text query (labels, bm25, parts of the query matched; keyword.search)."""
-        return keyword.search(self._conn(), query, k, *condition_sql(conditions))
+        with self._reading():
+            return keyword.search(self._conn(), query, k, *where_sql(tree))
 
     def label_of(self, item_id: str) -> int | None:
-        row = self._conn().execute("SELECT label FROM items WHERE id = ?", (item_id,)).fetchone()
+        with self._reading():
+            row = self._conn().execute("SELECT label FROM items WHERE id = ?", (item_id,)).fetchone()
         return None if row is None else row[0]
 
     def items(self, labels: Sequence[int], with_abc: bool = False) -> dict[int, tuple[str, dict, str | None]]:
@@ -117,11 +171,22 @@ class ItemStore:
         columns += ", abc" if with_abc else ", NULL"
         found = {}
         sql = f"SELECT {columns} FROM items WHERE label IN ({_int_list(labels)})"
-        for label, item_id, *values, meta, abc in self._conn().execute(sql):
+        with self._reading():
+            rows = self._conn().execute(sql).fetchall()
+        for label, item_id, *values, meta, abc in rows:
             metadata = dict(zip(FILTER_COLUMNS, values, strict=True))
-            metadata["meta"] = json.loads(meta) if meta else {}
+            metadata["meta"] = _meta(meta, self.path)
             found[label] = (item_id, metadata, abc)
         return found
+
+
+def _meta(text: str | None, path: Path) -> dict:
+    """An item's `meta` JSON column; text that is not JSON means the database was altered."""
+    try:
+        return json.loads(text) if text else {}
+    except ValueError as err:
+        reason = f"an item's meta column is not JSON: {err}"
+        raise DamagedIndexError(f"{path.name} in {path.parent} is damaged ({reason}); {REBUILD}") from err
 
 
 def _int_list(labels: Iterable[int]) -> str:

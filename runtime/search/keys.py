@@ -18,6 +18,7 @@ import numpy as np
 from runtime.music.abc import split_tunes
 from runtime.music.formats import SCORE_SUFFIXES, read_tunes
 from runtime.search.hits import Hit, exact_top_k
+from runtime.search.limits import TOP_N, excerpt
 
 MUSIC_SUFFIXES = tuple(sorted(SCORE_SUFFIXES))
 DEFAULT_TEMPLATE = "This is a {}."
@@ -43,10 +44,10 @@ class KeySet:
     metadata: list[dict[str, Any]]
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
-        """Best k keys per query row (k <= 0: all keys), best first."""
+        """Best k keys per query row (k = 0: all keys), best first."""
         if not self.ids:
             raise ValueError("there are no keys to search: check the keys file or folder")
-        scores, rows = exact_top_k(queries, self.vectors, k if k > 0 else len(self.ids))
+        scores, rows = exact_top_k(queries, self.vectors, TOP_N.check(k) or len(self.ids))
         return [
             [Hit(self.ids[r], float(s), self.metadata[r]) for s, r in zip(row_scores, row_rows, strict=True)]
             for row_scores, row_rows in zip(scores, rows, strict=True)
@@ -93,7 +94,7 @@ def label_set(name: str) -> tuple[str, list[str]]:
     """(template, labels) of a built-in label set."""
     sets = label_sets()
     if name not in sets:
-        raise ValueError(f"unknown label set {name!r}; built-in sets: {', '.join(sorted(sets))}")
+        raise ValueError(f"unknown label set {excerpt(name)!r}; built-in sets: {', '.join(sorted(sets))}")
     return sets[name]["template"], list(sets[name]["labels"])
 
 
@@ -101,16 +102,23 @@ def classify(
     encoder: Embedder, abc: str, labels: Sequence[str], template: str = DEFAULT_TEMPLATE
 ) -> list[Hit]:
     """Zero-shot classification: every label, best first, by cosine of the music and the prompted label."""
+    return classify_vector(encoder, encoder.embed_abc([abc]), labels, template)
+
+
+def classify_vector(
+    encoder: Embedder, music: np.ndarray, labels: Sequence[str], template: str = DEFAULT_TEMPLATE
+) -> list[Hit]:
+    """Zero-shot classification of one music vector [1, dim] (encoded, or an indexed item's)."""
     if "{}" not in template:
         raise ValueError(
-            f"template {template!r} needs a {{}} where the label goes, e.g. {DEFAULT_TEMPLATE!r}"
+            f"template {excerpt(template)!r} needs a {{}} where the label goes, e.g. {DEFAULT_TEMPLATE!r}"
         )
     labels = [label.strip() for label in labels if label.strip()]
     if not labels:
         raise ValueError("no labels to classify with: give at least one label")
     prompts = [template.replace("{}", label) for label in labels]
     keys = KeySet(labels, encoder.embed_texts(prompts), [{"text": p} for p in prompts])
-    return keys.search(encoder.embed_abc([abc]), 0)[0]
+    return keys.search(music, 0)[0]
 
 
 def text_keys(encoder: Embedder, texts: Sequence[str]) -> KeySet:

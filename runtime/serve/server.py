@@ -3,42 +3,51 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import click
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from runtime.cli import precision_option
-from runtime.serve.guards import ApiKey, BodyLimit, Metrics, route_of
-from runtime.search.index import Index, UnknownItemError
-from runtime.search.keys import DEFAULT_TEMPLATE, classify, label_set, read_music, upload_abc
+from runtime.cli import InRange, precision_option
 from runtime.search.calibration import no_better_than_chance
-from runtime.search.hits import hits_as_dicts
+from runtime.search.hits import facets_as_dict, hits_as_dicts
 from runtime.search.hybrid import resolve_mode
+from runtime.search.index import DEFAULT_FACET_FIELDS, DEFAULT_FACET_TOP, Index, UnknownItemError
+from runtime.search.keys import DEFAULT_TEMPLATE, classify, label_set, read_music, upload_abc
+from runtime.search.limits import (
+    ABC_CHARS,
+    CONCURRENCY,
+    NAME_CHARS,
+    PORT,
+    TEXT_CHARS,
+    TIMEOUT_S,
+    TUNE,
+    K,
+)
+from runtime.serve.errors import QueryText, install_error_handlers, limited, validation_details
+from runtime.serve.guards import ApiKey, BodyLimit, Metrics, route_of
 from runtime.serve.web import add_web_page
 
 MAX_BODY_BYTES = 2 << 20
-MAX_K = 1000
-MAX_TEXT_CHARS = 4096
-MAX_ABC_CHARS = 1 << 20
 MAX_INPUTS = 256
 REQUEST_TIMEOUT_S = 30.0
 MAX_FORM_FIELDS = 16
 # Open without the API key: liveness, and the web page's files (no data in them; its queries need the key).
 PUBLIC_PATHS = ("/health", "/")
+ResultCount = limited(K)
+TuneIndex = limited(TUNE)
 
 
 class QueryOptions(BaseModel):
-    k: int = Field(10, ge=1, le=MAX_K, description="Number of results.")
+    k: ResultCount = Field(10, description="Number of results.")
     filter: str | None = Field(
-        None, description='Metadata filter, e.g. meter = 6/8 and origin contains "Ireland".'
+        None, description="Metadata filter, e.g. (meter = 6/8 or meter = 9/8) and key in (Em, Am)."
     )
     exact: bool = Field(False, description="Score every item instead of walking the HNSW graph.")
     with_abc: bool = Field(False, description="Include each result's ABC.")
@@ -48,7 +57,7 @@ class QueryOptions(BaseModel):
 
 
 class SearchRequest(QueryOptions):
-    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="What the music is like.")
+    text: QueryText = Field(max_length=TEXT_CHARS, description="What the music is like.")
     mode: Literal["hybrid", "vector", "keyword"] | None = Field(
         None,
         description="vector: the model; keyword: bm25 over titles, composers, places, genres; hybrid: both "
@@ -57,18 +66,26 @@ class SearchRequest(QueryOptions):
 
 
 class SimilarRequest(QueryOptions):
-    abc: str | None = Field(None, max_length=MAX_ABC_CHARS, description="ABC text of the query tune(s).")
-    tune: int = Field(0, ge=0, description="Which tune of a multi-tune ABC text.")
-    id: str | None = Field(None, description="Or: the id of an indexed tune.")
+    abc: str | None = Field(None, max_length=ABC_CHARS, description="ABC text of the query tune(s).")
+    tune: TuneIndex = Field(0, description="Which tune of a multi-tune ABC text.")
+    id: str | None = Field(None, max_length=NAME_CHARS, description="Or: the id of an indexed tune.")
+    exclude_self: bool = Field(True, description="Leave out the query tune itself (its id, or its ABC).")
 
 
 class ClassifyRequest(BaseModel):
-    abc: str = Field(min_length=1, max_length=MAX_ABC_CHARS)
-    tune: int = Field(0, ge=0)
-    labels: list[str] | None = Field(None, max_length=MAX_INPUTS, description="Candidate labels.")
-    label_set: str | None = Field(None, description="Or: a built-in label set, e.g. tune-type.")
+    abc: str | None = Field(None, min_length=1, max_length=ABC_CHARS, description="ABC of the tune.")
+    id: str | None = Field(None, max_length=NAME_CHARS, description="Or: the id of an indexed tune.")
+    tune: TuneIndex = Field(0, description="Which tune of a multi-tune ABC text.")
+    labels: list[Annotated[str, Field(max_length=NAME_CHARS)]] | None = Field(
+        None, max_length=MAX_INPUTS, description="Candidate labels."
+    )
+    label_set: str | None = Field(
+        None, max_length=NAME_CHARS, description="Or: a built-in label set, e.g. tune-type."
+    )
     template: str | None = Field(
-        None, description=f'Prompt with {{}} for the label [default: "{DEFAULT_TEMPLATE}"].'
+        None,
+        max_length=NAME_CHARS,
+        description=f'Prompt with {{}} for the label [default: "{DEFAULT_TEMPLATE}"].',
     )
 
 
@@ -125,17 +142,7 @@ def create_app(
         )
         return response
 
-    @app.exception_handler(ValueError)
-    async def bad_request(request: Request, err: ValueError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=400)
-
-    @app.exception_handler(UnknownItemError)
-    async def unknown_item(request: Request, err: UnknownItemError) -> JSONResponse:
-        return JSONResponse({"detail": err.args[0]}, status_code=404)
-
-    @app.exception_handler(FileNotFoundError)
-    async def no_model(request: Request, err: FileNotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=503)
+    install_error_handlers(app)
 
     def timed(request: Request, stage: str, fn, *args, **kwargs):
         """fn(*args, **kwargs), its duration noted for the Server-Timing header."""
@@ -197,7 +204,7 @@ def create_app(
 
     def similar_hits(request: Request, body: SimilarRequest) -> dict:
         if body.id is not None:
-            hits = index.similar_to(body.id, body.k, **body.search_options())
+            hits = index.similar_to(body.id, body.k, exclude_self=body.exclude_self, **body.search_options())
             return {"query": body.id, "results": hits_as_dicts(hits)}
         if not body.abc:
             raise HTTPException(
@@ -205,14 +212,15 @@ def create_app(
             )
         abc = read_music(body.abc + "\n", body.tune)  # the newline marks it as ABC text, not a path
         vector = timed(request, "encode", index.require_encoder().embed_abc, [abc])
-        return search_response(request, body.abc, vector, body)
+        itself = abc if body.exclude_self else None
+        options = body.search_options()
+        hits = timed(request, "search", index.nearest_except, vector, body.k, abc=itself, **options)
+        return {"query": body.abc, "results": hits_as_dicts(hits)}
 
     async def similar_request(request: Request) -> SimilarRequest:
         try:
             if request.headers.get("content-type", "").startswith("multipart/form-data"):
-                form = await request.form(
-                    max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_ABC_CHARS
-                )
+                form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=ABC_CHARS)
                 upload = form.get("file")
                 if upload is None or isinstance(upload, str):
                     raise HTTPException(422, "multipart request needs a `file` field (.abc, .mxl or .mid)")
@@ -222,17 +230,21 @@ def create_app(
                 return SimilarRequest(**fields, abc=abc)
             return SimilarRequest.model_validate_json(await request.body())
         except ValidationError as err:
-            raise HTTPException(422, json.loads(err.json(include_url=False))) from err
+            raise HTTPException(422, validation_details(err)) from err
 
-    @app.post("/classify", summary="Zero-shot classification of an ABC tune among text labels")
+    @app.post("/classify", summary="Zero-shot classification of a tune (ABC or indexed id) among text labels")
     def classify_tune(body: ClassifyRequest, request: Request) -> dict:
         if (body.labels is None) == (body.label_set is None):
             raise ValueError("give either `labels` or `label_set` (one of them)")
+        if (body.abc is None) == (body.id is None):
+            raise ValueError("give the tune as `abc` or as an indexed `id` (one of them)")
         template, labels = label_set(body.label_set) if body.label_set else (DEFAULT_TEMPLATE, body.labels)
-        abc = read_music(body.abc + "\n", body.tune)
-        hits = timed(
-            request, "classify", classify, index.require_encoder(), abc, labels, body.template or template
-        )
+        template = body.template or template
+        if body.id is not None:
+            hits = timed(request, "classify", index.classify_item, body.id, labels, template)
+        else:
+            abc = read_music(body.abc + "\n", body.tune)
+            hits = timed(request, "classify", classify, index.require_encoder(), abc, labels, template)
         return {"results": hits_as_dicts(hits, with_prob=True)}
 
     @app.post("/v1/embeddings", summary="Embeddings, OpenAI-shaped; modality text or abc")
@@ -251,6 +263,14 @@ def create_app(
             "model": index.manifest.get("model_name") or index.manifest["model_hash"],
             "usage": {"prompt_tokens": 0, "total_tokens": 0},
         }
+
+    @app.get("/v1/facets", summary="The commonest values of metadata fields, with counts (for dropdowns)")
+    def facets(
+        fields: str = Query(",".join(DEFAULT_FACET_FIELDS), description="Comma-separated filter fields."),
+        filter: str | None = Query(None, description="Count only the items that pass this filter."),
+        top: int = Query(DEFAULT_FACET_TOP, description="Values per field, commonest first."),
+    ) -> dict:
+        return facets_as_dict(index.facets(fields.split(","), filter or None, top))
 
     @app.get("/items/{item_id}", summary="An indexed tune's metadata and ABC")
     def item(item_id: str) -> dict:
@@ -306,8 +326,14 @@ def is_public(path: str) -> bool:
     "text's vector then varies ~1e-4 in cosine with its batch-mates (zero-shot prompts)."
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8000, show_default=True)
-@click.option("--max-concurrency", default=4, show_default=True, help="Queries at once; more get HTTP 429.")
+@click.option("--port", type=InRange(PORT), default=8000, show_default=True)
+@click.option(
+    "--max-concurrency",
+    type=InRange(CONCURRENCY),
+    default=4,
+    show_default=True,
+    help="Queries at once; more get HTTP 429.",
+)
 @click.option(
     "--api-key",
     envvar="CLAMP_API_KEY",
@@ -323,6 +349,7 @@ def is_public(path: str) -> bool:
 )
 @click.option(
     "--request-timeout",
+    type=InRange(TIMEOUT_S, float),
     default=REQUEST_TIMEOUT_S,
     show_default=True,
     help="Seconds a request may take, slow uploads included; then HTTP 503.",
@@ -341,10 +368,12 @@ def serve(
     """Serve an index over HTTP (JSON). Interactive API docs at http://HOST:PORT/docs.
 
     \b
-    POST /search          {"text": "a lively jig", "k": 10, "filter": "meter = 6/8", "mode": "hybrid"}
+    POST /search          {"text": "a lively jig", "k": 10, "filter": "meter = 6/8 and key in (D, G)",
+                           "mode": "hybrid"}
     POST /similar         {"abc": "X:1 ..."} or {"id": "..."} or a multipart .abc `file`
-    POST /classify        {"abc": "X:1 ...", "labels": ["jig", "reel"]} or {"label_set": "tune-type"}
+    POST /classify        {"abc": "X:1 ..." | "id": "...", "labels": ["jig", "reel"] | "label_set": "meter"}
     POST /v1/embeddings   {"input": ["a jig"], "modality": "text"}   (OpenAI-shaped; modality text|abc)
+    GET  /v1/facets?fields=key,meter&filter=rhythm%20=%20jig   ({"facets": {"key": [{"value", "count"}...]}})
     GET  /items/{id}  /health  /metrics
     """
     import uvicorn
