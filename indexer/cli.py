@@ -110,8 +110,11 @@ def embed(
     .midi) scores converted to ABC (60 s a file at most), and tables (.jsonl, .parquet) with an ABC
     column; other columns of a table are kept as metadata.
     Rerunning the same command continues where a crashed or interrupted run stopped, and adding files
-    then rerunning embeds only the new tunes. Tunes that fail are listed in OUT/errors/; each run
-    writes its counts and stage timings to OUT/stats/.
+    then rerunning embeds only the new tunes; a file changed since gets its new tunes embedded and its
+    old rows superseded (`clamp index build` leaves them out). A tune's id comes from the file's real
+    path, so any spelling of a path gives the same ids. Tunes and files that fail (FIFOs and broken
+    symlinks in a folder too) are listed in OUT/errors/; each run writes its counts and stage timings
+    to OUT/stats/.
 
     --engine ray runs the same steps on Ray (docs/distributed.md) and writes the same shards.
 

@@ -17,8 +17,18 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from indexer.shards import embeddings_matrix, iter_shard_batches, shard_files, shard_ids, shards_metadata
+from indexer.shards import (
+    embeddings_matrix,
+    iter_shard_batches,
+    shard_files,
+    shard_ids,
+    shards_metadata,
+    shards_provenance,
+)
+from indexer.supersede import read_superseded
 from runtime.model.encoder import Encoder, available_cores
+from runtime.model.modeldir import CONFIG_FILE, file_sha256, verify_model_dir
+from runtime.search.calibration import calibrate
 from runtime.search.index import (
     HNSW_FILE,
     INDEX_FILES,
@@ -28,10 +38,8 @@ from runtime.search.index import (
     ModelMismatchError,
     model_dir_candidates,
 )
-from runtime.search.calibration import calibrate
-from runtime.storage.integrity import file_entries
 from runtime.search.items import SHARD_COLUMNS, ItemWriter, item_row
-from runtime.model.modeldir import CONFIG_FILE, file_sha256, verify_model_dir
+from runtime.storage.integrity import file_entries
 
 SPACE = "ip"  # inner product = cosine on L2-normalised vectors
 READ_COLUMNS = [*SHARD_COLUMNS, "embedding"]
@@ -52,8 +60,9 @@ def build_index(
     """Build an index dir from a shards dir and return its manifest.
 
     `model_dir` (recorded so queries default to it) must hold the model that made the shards; without
-    it, the default model dirs ($CLAMP_MODEL, build/model) are recorded if one of them is that model.
-    Duplicate ids (the same tune embedded twice) are indexed once.
+    it, the model dir the shards record is inherited, else a default one ($CLAMP_MODEL, build/model) that
+    is that model. Duplicate ids (the same tune embedded twice) are indexed once; rows superseded since
+    (their file changed: indexer.supersede) are left out.
     """
     started = time.perf_counter()
     shards_dir, out_dir = Path(shards_dir), Path(out_dir)
@@ -65,9 +74,12 @@ def build_index(
         raise FileNotFoundError(
             f"no shard files (shard-NNNNN.parquet) in {shards_dir}: run `clamp embed` first"
         )
-    recorded_model_dir = _matching_model_dir(model["model_hash"], model_dir)
+    provenance = shards_provenance(shards_dir)
+    recorded_model_dir = _matching_model_dir(model["model_hash"], model_dir, provenance["model_dir"])
     dim = int(model["dim"])
-    pending_ids = shard_ids(shards_dir)
+    superseded = set(read_superseded(shards_dir))
+    pending_ids = shard_ids(shards_dir) - superseded
+    superseded_rows = 0
     count = len(pending_ids)
     shard_rows = {f: pq.read_metadata(f).num_rows for f in files}
     rows = sum(shard_rows.values())
@@ -86,6 +98,8 @@ def build_index(
                 if item_id in pending_ids:  # first sighting: later duplicates are skipped
                     pending_ids.discard(item_id)
                     keep.append(i)
+                else:
+                    superseded_rows += item_id in superseded
             bar.update(batch.num_rows)
             if not keep:
                 continue
@@ -103,14 +117,15 @@ def build_index(
     vectors.flush()
     del vectors
     items.finish()
-    calibration = _calibration(recorded_model_dir or model.get("model_dir"), tmp / VECTORS_FILE)
+    calibration = _calibration(recorded_model_dir, tmp / VECTORS_FILE)
 
     manifest = {
         "model_hash": model["model_hash"],
         "model_name": model["model_name"],
         "model_dir": recorded_model_dir,
         "count": count,
-        "duplicates_skipped": rows - count,
+        "duplicates_skipped": rows - count - superseded_rows,
+        "superseded_skipped": superseded_rows,
         "dim": dim,
         "space": SPACE,
         "M": m,
@@ -118,6 +133,7 @@ def build_index(
         "calibration": calibration,
         "build_seconds": round(time.perf_counter() - started, 3),
         "shards_dir": str(shards_dir.resolve()),
+        "corpus_roots": provenance["corpus_roots"],
         "shards": [{"file": f.name, "sha256": file_sha256(f), "rows": n} for f, n in shard_rows.items()],
         "files": file_entries(
             tmp, list(INDEX_FILES)
@@ -135,8 +151,11 @@ def _calibration(model_dir: str | None, vectors_file: Path) -> dict[str, Any] | 
     return calibrate(Encoder.open(model_dir), np.load(vectors_file, mmap_mode="r"))
 
 
-def _matching_model_dir(model_hash: str, model_dir: str | Path | None) -> str | None:
-    """The absolute model dir to record: the one given (which must match) or a default that matches."""
+def _matching_model_dir(
+    model_hash: str, model_dir: str | Path | None, shards_model_dir: str | None
+) -> str | None:
+    """The absolute model dir to record: the one given (which must match), else the first that matches
+    of the shards' own model dir and the defaults (model_dir_candidates)."""
     if model_dir is not None:
         found = _model_hash(Path(model_dir))
         if found != model_hash:
@@ -145,7 +164,8 @@ def _matching_model_dir(model_hash: str, model_dir: str | Path | None) -> str | 
                 "pass the model dir used by `clamp embed`, or re-embed with this model"
             )
         return str(Path(model_dir).resolve())
-    for candidate in model_dir_candidates():
+    inherited = [Path(shards_model_dir)] if shards_model_dir else []
+    for candidate in [*inherited, *model_dir_candidates()]:
         if (candidate / CONFIG_FILE).is_file() and _model_hash(candidate) == model_hash:
             return str(candidate.resolve())
     return None

@@ -31,7 +31,8 @@ def index() -> None:
     "model_dir",
     type=click.Path(exists=True, file_okay=False),
     help="Model dir that made the shards, recorded so queries default to it, and used to calibrate "
-    "match strength [default: $CLAMP_MODEL or build/model, if it is that model].",
+    "match strength [default: the one the shards record, else $CLAMP_MODEL or build/model, if it is "
+    "that model].",
 )
 @click.option(
     "--m",
@@ -54,10 +55,11 @@ def build(
 ) -> None:
     """Build an index dir from SHARDS_DIR (written by `clamp embed`).
 
-    The index dir holds index.hnsw (the graph), items.sqlite (metadata and ABC of every tune, and
-    the keyword table over their text metadata), vectors.npy (for exact search) and manifest.json
-    (with the match-strength calibration: the best cosines of texts unrelated to music, embedded
-    with the model). An existing index at --out is replaced.
+    The index dir holds index.hnsw (the graph), items.sqlite (metadata and ABC of every tune, and the
+    keyword table over their text metadata), vectors.npy (for exact search) and manifest.json (with
+    the model dir the shards record, so queries need no --model, and the match-strength calibration:
+    the best cosines of texts unrelated to music, embedded with that model). Rows superseded since
+    they were embedded (their file changed) are left out. An existing index at --out is replaced.
     """
     from indexer.index_build import build_index
 
@@ -75,6 +77,8 @@ def build(
         raise click.ClickException(str(err)) from err
     took = manifest["build_seconds"]
     click.echo(f"indexed {manifest['count']} tunes ({manifest['dim']}-d) in {took:.1f} s -> {out_dir}")
+    if manifest["superseded_skipped"]:
+        click.echo(f"left out {manifest['superseded_skipped']} superseded row(s) (their files changed since)")
     if manifest["model_dir"] is None:
         click.echo("note: no model dir recorded; queries will need --model DIR (or $CLAMP_MODEL)", err=True)
     if manifest["calibration"] is None:

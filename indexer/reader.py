@@ -9,11 +9,13 @@ from __future__ import annotations
 import glob
 import json
 import os
+import stat
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.music.abc import read_header, split_tunes, tune_id
+from runtime.music.abc import read_header, source_path, split_tunes, tune_id
 from runtime.music.formats import KIND_OF_SUFFIX, ScoreError, decode_bytes, read_tunes
 
 
@@ -165,47 +167,119 @@ READERS: dict[str, FileReader] = {
 }
 
 
-def expand_inputs(inputs: Iterable[str]) -> list[Path]:
-    """The files that inputs name (files, directories searched recursively, globs), each once, in order."""
+@dataclass(frozen=True)
+class InputFiles:
+    """What a run's inputs name: the files to read (each once), what was ignored, and the corpus roots."""
+
+    files: list[Path]
+    ignored: dict[str, int]  # extension -> files met in folders and globs that no reader takes
+    roots: list[str]  # canonical folder of each input, so a source can be shown relative to its corpus
+
+
+def find_inputs(inputs: Iterable[str]) -> InputFiles:
+    """The files that inputs name (files, folders searched recursively, globs), each once, in order.
+
+    Everything met in a folder that a reader takes is listed, even what cannot be read (a FIFO, a
+    broken or looping symlink, a folder that cannot be listed): reading it records why.
+    """
     files: list[Path] = []
+    ignored: Counter[str] = Counter()
+    roots: list[str] = []
     for spec in inputs:
         path = Path(spec)
+        problems: list[Path] = []
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in READERS and _is_input_file(p))
-        elif path.exists():
+            met, problems, root = *_walk(path), path
+        elif path.exists() or path.is_symlink():
             if path.suffix.lower() not in READERS:
                 raise ValueError(
                     f"{spec}: cannot read {path.suffix or 'extensionless'} files; inputs are "
                     f"{', '.join(READERS)} files, directories of them, or glob patterns"
                 )
-            found = [path]
+            met, root = [path], path.parent
         else:
-            found = sorted(
-                Path(p) for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in READERS
-            )
-        if not found:
+            met = sorted(Path(p) for p in glob.glob(spec, recursive=True) if not os.path.isdir(p))
+            root = _glob_root(spec)
+        found = [p for p in met if p.suffix.lower() in READERS]
+        ignored.update(p.suffix.lower() or "(no extension)" for p in met if p.suffix.lower() not in READERS)
+        if not found and not problems:
             raise ValueError(
                 f"{spec}: no {'/'.join(READERS)} files there (not a file, a directory or a matching glob)"
             )
-        files.extend(found)
-    unique: dict[Path, Path] = {}
+        files.extend(sorted(found + problems))
+        if source_path(root) not in roots:
+            roots.append(source_path(root))
+    unique: dict[str, Path] = {}
     for path in files:
-        unique.setdefault(Path(os.path.realpath(path)), path)  # Path.resolve raises on a symlink loop
-    return list(unique.values())
+        unique.setdefault(source_path(path), path)
+    return InputFiles(list(unique.values()), dict(ignored), roots)
 
 
-def _is_input_file(path: Path) -> bool:
-    """A file to read, or a broken or looping symlink (read, it is recorded as a failure); not a directory."""
-    return path.is_file() or (path.is_symlink() and not path.is_dir())
+def expand_inputs(inputs: Iterable[str]) -> list[Path]:
+    """Only the files of `find_inputs`."""
+    return find_inputs(inputs).files
+
+
+def _walk(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Every non-folder under folder, following symlinked folders; and the links that loop back up.
+
+    Those, and folders that cannot be listed, are returned as problems: reading them records why.
+    """
+    met: list[Path] = []
+    problems: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(
+        folder, followlinks=True, onerror=lambda err: problems.append(Path(err.filename))
+    ):
+        here = os.path.realpath(dirpath)
+        for name in list(dirnames):
+            target = os.path.realpath(os.path.join(dirpath, name))
+            if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
+                dirnames.remove(name)
+                problems.append(Path(dirpath, name))
+        met.extend(Path(dirpath, name) for name in filenames)
+    return met, problems
+
+
+def _glob_root(spec: str) -> Path:
+    """The folder a glob pattern searches: its parts before the first wildcard."""
+    parts = Path(spec).parts
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    return Path(*parts[:fixed]) if fixed else Path(".")
+
+
+def _check_readable(path: Path) -> None:
+    """Raise, saying why, for what no reader may open: a missing target, a folder, a FIFO, socket or device.
+
+    Only stat is used: opening a FIFO would block the run forever.
+    """
+    mode = os.stat(path).st_mode  # FileNotFoundError for a broken symlink, ELOOP for a looping one
+    if stat.S_ISDIR(mode):
+        os.listdir(path)  # PermissionError for a folder that cannot be listed
+        raise IsADirectoryError(
+            f"a symlink to {os.path.realpath(path)}, a folder that holds it (a loop): not followed"
+        )
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _SPECIAL_FILES if test(mode)), "special file")
+        raise OSError(f"not a regular file but a {kind}: not opened")
+
+
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "FIFO (named pipe)"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
 
 
 def read_inputs(files: Iterable[Path], columns: TableColumns = TableColumns()) -> Iterator[Item]:
-    """Every tune record (or failure) of the files, one file at a time so memory stays bounded."""
+    """Every tune record (or failure) of the files, one file at a time so memory stays bounded.
+
+    Each file's source is its canonical path (`source_path`), the same however the path was spelled.
+    """
     for path in files:
-        source = path.as_posix()
+        source = source_path(path)
         try:
-            if path.exists() and not path.is_file():  # a FIFO or a device would block the read forever
-                raise OSError("not a regular file")
+            _check_readable(path)
             yield from READERS[path.suffix.lower()](path, source, columns)
         except Exception as err:  # one unreadable file never stops a run: it is recorded and skipped
             yield Failure(source, None, "read", f"cannot read {source}: {type(err).__name__}: {err}")

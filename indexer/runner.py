@@ -20,8 +20,17 @@ import numpy as np
 from tqdm import tqdm
 
 from indexer.mapper import Patched, PatchEncoder, embed_patched, parallel_patch, peak_rss_mb
-from indexer.reader import Failure, Item, TableColumns, TuneRecord, expand_inputs, read_inputs
-from indexer.shards import ShardWriter, failure_keys, rows_table, shard_ids, shard_schema, shards_metadata
+from indexer.reader import Failure, InputFiles, Item, TableColumns, TuneRecord, find_inputs, read_inputs
+from indexer.shards import (
+    ShardWriter,
+    failure_keys,
+    rows_table,
+    shard_schema,
+    shards_metadata,
+    shards_provenance,
+)
+from indexer.supersede import stored_ids, supersede
+from runtime.music.abc import ID_SCHEME, source_path
 
 STAGES = ("read", "patch", "wait", "infer", "write")
 
@@ -57,6 +66,9 @@ class RunStats:
     already_done: int = 0
     notes: int = 0
     truncated: int = 0
+    ignored: dict[str, int] = field(default_factory=dict)  # files skipped for their extension, by extension
+    changed_files: int = 0
+    superseded_rows: int = 0
     shards_written: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     wall_seconds: float = 0.0
@@ -71,19 +83,34 @@ class RunStats:
     def summary(self) -> str:
         rate = self.embedded / self.wall_seconds if self.wall_seconds else 0.0
         stages = ", ".join(f"{name} {self.seconds[name]:.1f}s" for name in STAGES)
-        return (
+        lines = [
             f"tunes in {self.tunes_in}: embedded {self.embedded} ({self.truncated} truncated), "
             f"failed {self.failed}, duplicates skipped {self.duplicates_skipped}, "
             f"already done {self.already_done}; {len(self.shards_written)} new shard(s); "
             f"{rate:.0f} tunes/s over {self.wall_seconds:.1f}s ({stages})"
-        )
+        ]
+        if self.changed_files:
+            lines.append(
+                f"{self.changed_files} file(s) changed since they were embedded: "
+                f"{self.superseded_rows} old row(s) superseded"
+            )
+        if self.ignored:
+            kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(self.ignored.items()))
+            lines.append(f"{sum(self.ignored.values())} file(s) ignored for their extension ({kinds})")
+        return "\n".join(lines)
 
 
 class Intake:
     """Sorts what the reader yields (new tunes, failures, tunes to skip); settles what the encoder returns."""
 
     def __init__(
-        self, stats: RunStats, writer: ShardWriter, done_ids: set[str], recorded: set[str], chunk: int
+        self,
+        stats: RunStats,
+        writer: ShardWriter,
+        done_ids: set[str],
+        recorded: set[str],
+        chunk: int,
+        sources: Sequence[str] = (),
     ):
         self.stats = stats
         self.writer = writer
@@ -91,6 +118,8 @@ class Intake:
         self.recorded = recorded  # keys of failures already in the errors table
         self.chunk = chunk
         self.seen: set[str] = set()  # ids met in this run
+        self.source_ids: dict[str, set[str]] = {source: set() for source in sources}  # ids each file yields
+        self.unread: set[str] = set()  # sources that could not be read at all
 
     def chunks(self, items: Iterator[Item]) -> Iterator[list[TuneRecord]]:
         chunk: list[TuneRecord] = []
@@ -113,9 +142,12 @@ class Intake:
         """Count an item; the record if it is work to do, None if it failed, is a duplicate or is done."""
         if isinstance(item, Failure):
             self.stats.tunes_in += item.tune_index is not None and not item.is_note
+            if item.tune_index is None and item.stage == "read":
+                self.unread.add(item.source)
             self.fail(item)
             return None
         self.stats.tunes_in += 1
+        self.source_ids.setdefault(item.source, set()).add(item.id)
         if item.id in self.seen:
             self.stats.duplicates_skipped += 1
             return None
@@ -159,15 +191,29 @@ class Intake:
         )
         timed(lambda: self.writer.add(table), self.stats, "write")
 
+    def current_ids(self) -> dict[str, set[str]]:
+        """For each file read whole (or found empty), the ids it yields now: what its rows must be."""
+        return {source: ids for source, ids in self.source_ids.items() if source not in self.unread}
 
-def open_shards_dir(out_dir: Path, encoder: PatchEncoder, options: EmbedOptions) -> ShardWriter:
-    """A writer for the shards dir, after checking that existing shards may be appended to."""
+
+def open_shards_dir(
+    out_dir: Path, encoder: PatchEncoder, options: EmbedOptions, inputs: InputFiles
+) -> ShardWriter:
+    """A writer for the shards dir, after checking that existing shards may be appended to.
+
+    Its shards record the id scheme, the absolute model dir and the corpus roots of this run.
+    """
     existing = shards_metadata(out_dir)
     if existing is not None:
         if not options.resume:
             raise ValueError(
                 f"{out_dir} already holds shards; rerun with --resume to add to them, "
                 "or choose an empty --out"
+            )
+        if shards_provenance(out_dir)["id_schemes"] != {ID_SCHEME}:
+            raise ValueError(
+                f"{out_dir} holds shards from an older clamp-index, whose ids depend on how each path was "
+                "spelled: resuming would embed every tune again; embed into a new --out"
             )
         if existing["model_hash"] != encoder.model_hash:
             raise ValueError(
@@ -180,7 +226,13 @@ def open_shards_dir(out_dir: Path, encoder: PatchEncoder, options: EmbedOptions)
             raise ValueError(
                 f"{out_dir} holds {existing['dtype']} embeddings; rerun with --dtype {existing['dtype']}"
             )
-    schema = shard_schema(encoder.dim, options.dtype, encoder.model_hash, encoder.model_name)
+    model_dir = getattr(encoder, "model_dir", None)  # stand-in encoders (tests, benchmarks) have none
+    provenance = {
+        "id_scheme": ID_SCHEME,
+        "model_dir": str(Path(model_dir).resolve()) if model_dir else "",
+        "corpus_roots": json.dumps(inputs.roots),
+    }
+    schema = shard_schema(encoder.dim, options.dtype, encoder.model_hash, encoder.model_name, provenance)
     return ShardWriter(out_dir, schema, options.shard_rows)
 
 
@@ -212,20 +264,27 @@ def embedding_run(
     """What every engine shares around its loop: resume state, the shards writer, flush and stats on exit.
 
     Whatever way the engine's loop ends (done, error, Ctrl-C), queued rows are written and the stats file
-    (with `engine` describing how the run was made) records how it ended.
+    (with `engine` describing how the run was made) records how it ended. Only a complete run marks the
+    old rows of changed files superseded (indexer.supersede): an interrupted one has not read them all.
     """
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     out_dir = Path(out_dir)
-    files = expand_inputs(inputs)
+    found = find_inputs(inputs)
+    files = found.files
     out_dir.mkdir(parents=True, exist_ok=True)
-    writer = open_shards_dir(out_dir, encoder, options)
-    stats = RunStats()
-    intake = Intake(stats, writer, shard_ids(out_dir), failure_keys(out_dir), options.chunk_tunes)
+    writer = open_shards_dir(out_dir, encoder, options, found)
+    stats = RunStats(ignored=found.ignored)
+    sources = [source_path(f) for f in files]
+    done_ids, stored = stored_ids(out_dir, sources)
+    intake = Intake(stats, writer, done_ids, failure_keys(out_dir), options.chunk_tunes, sources)
     progress = tqdm(unit="tune", disable=options.quiet, desc="embedding", dynamic_ncols=True)
     run = Run(files, writer, intake, progress)
     try:
         yield run
         run.show_progress()
+        start = time.perf_counter()
+        stats.changed_files, stats.superseded_rows = supersede(out_dir, stored, intake.current_ids())
+        stats.seconds["write"] += time.perf_counter() - start
         stats.status = "complete"
     except BaseException as err:
         stats.status = f"stopped: {type(err).__name__}" + (f": {err}" if str(err) else "")

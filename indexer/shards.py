@@ -1,7 +1,9 @@
 """Embedding shards on disk: their schema, an atomic writer, the errors table, and the streaming reader.
 
 SHARDS_DIR/shard-00000.parquet ... hold one row per tune (see `shard_schema`); schema metadata names the
-model (model_hash, model_name, dim, dtype). SHARDS_DIR/errors/errors-*.parquet list what failed.
+model (model_hash, model_name, dim, dtype) and the run's provenance (id scheme, absolute model dir, corpus
+roots). SHARDS_DIR/errors/errors-*.parquet list what failed; SHARDS_DIR/superseded.parquet (indexer.supersede)
+the rows whose source file has changed since.
 Files are written under a temporary name, synced, and renamed when complete, so a shard either exists whole or
 not. Each gets a `NAME.sha256` beside it (sha256sum's format) before it is renamed, and its data pages carry
 CRCs: every read checks both, so a damaged or altered file is refused with its name.
@@ -12,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +32,7 @@ METADATA_COLUMNS = ("title", "composer", "origin", "rhythm", "key", "meter")
 DTYPES = {"float16": pa.float16(), "float32": pa.float32()}
 ROW_GROUP_ROWS = 8192
 MODEL_METADATA_KEYS = ("model_hash", "model_name", "dim", "dtype")
+PROVENANCE_KEYS = ("id_scheme", "model_dir", "corpus_roots")  # corpus_roots: a JSON list of folders
 
 ERRORS_SCHEMA = pa.schema(
     [
@@ -56,8 +60,13 @@ def named_if_damaged(path: Path) -> Iterator[None]:
         ) from err
 
 
-def shard_schema(dim: int, dtype: str, model_hash: str, model_name: str) -> pa.Schema:
-    """The fixed schema of every shard made with one model; the model's identity rides in the metadata."""
+def shard_schema(
+    dim: int, dtype: str, model_hash: str, model_name: str, provenance: Mapping[str, str] | None = None
+) -> pa.Schema:
+    """The fixed schema of every shard made with one model; the model's identity rides in the metadata.
+
+    `provenance` (PROVENANCE_KEYS) records how a run made its shards, for `index build` to carry on.
+    """
     if dtype not in DTYPES:
         raise ValueError(f"embedding dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     fields = [("id", pa.string()), ("source", pa.string()), ("tune_index", pa.int32())]
@@ -70,6 +79,7 @@ def shard_schema(dim: int, dtype: str, model_hash: str, model_name: str) -> pa.S
         ("embedding", pa.list_(DTYPES[dtype], dim)),
     ]
     metadata = dict(zip(MODEL_METADATA_KEYS, (model_hash, model_name, str(dim), dtype), strict=True))
+    metadata.update(provenance or {})
     return pa.schema(fields, metadata={k.encode(): v.encode() for k, v in metadata.items()})
 
 
@@ -258,6 +268,20 @@ def shards_metadata(shards_dir: str | Path) -> dict[str, str] | None:
             )
         found = metadata
     return found
+
+
+def shards_provenance(shards_dir: str | Path) -> dict[str, Any]:
+    """How its shards were made: id schemes ("" before they were recorded), newest model dir, roots."""
+    schemes: set[str] = set()
+    model_dir: str | None = None
+    roots: list[str] = []
+    for path in shard_files(shards_dir):
+        with named_if_damaged(path):
+            raw = {k.decode(): v.decode() for k, v in (pq.read_schema(path).metadata or {}).items()}
+        schemes.add(raw.get("id_scheme", ""))
+        model_dir = raw.get("model_dir") or model_dir
+        roots += [root for root in json.loads(raw.get("corpus_roots", "[]")) if root not in roots]
+    return {"id_schemes": schemes, "model_dir": model_dir, "corpus_roots": roots}
 
 
 def shards_model_hash(shards_dir: str | Path) -> str:

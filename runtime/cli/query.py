@@ -16,7 +16,7 @@ from runtime.search.calibration import CHANCE_Z, no_better_than_chance
 from runtime.search.filters import FILTER_HELP
 from runtime.search.hits import Hit, hits_as_dicts, softmax_probs
 from runtime.search.hybrid import MODES
-from runtime.search.index import Index, resolve_model_dir
+from runtime.search.index import Index, index_model, missing_model_error, read_manifest, resolve_model_dir
 from runtime.search.keys import (
     DEFAULT_TEMPLATE,
     Embedder,
@@ -125,10 +125,18 @@ def read_text_arg(text: str) -> str:
     return Path(text).read_text() if "\n" not in text and Path(text).is_file() else text
 
 
-def open_encoder(model_dir: str | None) -> Embedder:
-    from runtime.model.encoder import Encoder
+def open_encoder(model_dir: str | None, index_dir: str | None = None) -> Embedder:
+    """The model to encode with: --model, else --index's own model (a --model is checked against it)."""
+    if index_dir is None:
+        from runtime.model.encoder import Encoder
 
-    return Encoder.open(resolve_model_dir(model_dir))
+        return Encoder.open(resolve_model_dir(model_dir))
+    directory = Path(index_dir)
+    manifest = read_manifest(directory)
+    encoder = index_model(directory, manifest, model_dir)
+    if encoder is None:
+        raise missing_model_error(directory, manifest)
+    return encoder
 
 
 def index_options(command: Callable) -> Callable:
@@ -168,6 +176,15 @@ model_option = click.option(
     "model_dir",
     type=click.Path(file_okay=False),
     help="Model dir [default: the index's model if any, else $CLAMP_MODEL, else build/model].",
+)
+
+
+model_of_index_option = click.option(
+    "--index",
+    "index_dir",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Encode with this index's model (the one it was built with); --model must then be that model.",
 )
 
 
@@ -306,7 +323,7 @@ def _list_label_sets(ctx: click.Context, _param: click.Parameter, on: bool) -> N
     "index_dir",
     type=click.Path(exists=True, file_okay=False),
     default=None,
-    help="An index dir: MUSIC may then be one of its tunes' ids [default: no index needed].",
+    help="An index dir: encode with its model, and MUSIC may be one of its tunes' ids [default: no index].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def classify(
@@ -328,6 +345,7 @@ def classify(
     \b
     clamp classify tune.abc --labels "jig,reel,hornpipe" --template "This is a {}."
     clamp classify tune.abc --label-set tune-type
+    clamp classify tune.abc --label-set tune-type --index build/index
     clamp classify ITEM_ID --index build/index --label-set tune-type
     """
     with user_errors():
@@ -373,6 +391,7 @@ def classify(
 )
 @tune_option
 @model_option
+@model_of_index_option
 @click.option("--no-cache", is_flag=True, help="Do not read or write the key feature cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def query(
@@ -383,6 +402,7 @@ def query(
     top_n: int,
     tune: int,
     model_dir: str | None,
+    index_dir: str | None,
     no_cache: bool,
     as_json: bool,
 ) -> None:
@@ -399,7 +419,7 @@ def query(
     with user_errors():
         music = query_modal == "music"  # read the query first: a bad one fails before any encoding
         query = read_music_arg(query_text, tune) if music else require_text(read_text_arg(query_text))
-        encoder = open_encoder(model_dir)
+        encoder = open_encoder(model_dir, index_dir)
         root = Path(keys_path)
         cache = None if no_cache else FeatureCache.for_keys(encoder.model_hash, root)
         keys: KeySet = (

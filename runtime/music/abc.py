@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # ABC 2.1 information fields that describe a tune (the `w:` lyrics lines are music, not metadata).
 FIELD_NAMES: dict[str, str] = {
@@ -81,7 +83,24 @@ def split_tunes(text: str) -> list[Tune]:
     return tunes
 
 
+# Recorded in every shard: shards whose ids were derived another way cannot be resumed into.
+ID_SCHEME = "sha256(realpath, tune index, abc)"
+
+
+def source_path(path: str | Path) -> str:
+    """A file's canonical source: its real path, so relative, absolute, ../x and symlink spellings agree.
+
+    A path that is not a regular file once resolved (a broken or looping symlink, a FIFO, a link to a
+    folder) keeps its own name, made absolute, so its error row names what the user has.
+    """
+    real = os.path.realpath(path)
+    return Path(real if os.path.isfile(real) else os.path.abspath(path)).as_posix()
+
+
 def tune_id(source: str, index: int, abc: str) -> str:
-    """The stable id of a tune: derived from where it came from and its content, so reruns never duplicate."""
+    """The stable id of a tune: derived from its canonical source (`source_path`), index and content.
+
+    So reruns, resumes and other spellings of a path never duplicate a tune, and an edited tune gets a new id.
+    """
     digest = hashlib.sha256(f"{source}\x00{index}\x00{abc}".encode("utf-8", "surrogatepass"))
     return digest.hexdigest()[:32]

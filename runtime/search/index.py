@@ -87,6 +87,49 @@ def resolve_model_dir(model_dir: str | Path | None, index_manifest: dict[str, An
     raise FileNotFoundError(f"no model dir found (looked in {looked}): pass --model DIR or set CLAMP_MODEL")
 
 
+def index_model(
+    directory: Path,
+    manifest: dict[str, Any],
+    model_dir: str | Path | None,
+    *,
+    precision: str = "auto",
+    full_check: bool = False,
+) -> Embedder | None:
+    """The index's model for encoding queries: `model_dir`, else the manifest's or a default (None if none).
+
+    Raises ModelMismatchError for a model other than the one the index was built with.
+    """
+    try:
+        model_dir = resolve_model_dir(model_dir, manifest)
+    except FileNotFoundError:
+        return None
+    from runtime.model.encoder import Encoder
+
+    encoder = Encoder.open(model_dir, precision=precision, full_check=full_check)
+    check_index_model(directory, manifest, encoder)
+    return encoder
+
+
+def check_index_model(directory: Path, manifest: dict[str, Any], encoder: Embedder | None) -> None:
+    """Raise ModelMismatchError unless the encoder (if any) is the model the index was built with."""
+    if encoder is not None and encoder.model_hash != manifest["model_hash"]:
+        raise ModelMismatchError(
+            f"index {directory} was built with model {manifest.get('model_name')!r} "
+            f"(hash {manifest['model_hash'][:12]}, dir {manifest.get('model_dir')}), but the model given "
+            f"has hash {encoder.model_hash[:12]}: query with the index's model (--model DIR) or rebuild "
+            f"the index with `clamp embed` + `clamp index build` using this model"
+        )
+
+
+def missing_model_error(directory: Path, manifest: dict[str, Any]) -> FileNotFoundError:
+    """Why an index cannot encode queries: its model was not found, and where it was looked for."""
+    looked = ", ".join(map(str, model_dir_candidates(manifest)))
+    return FileNotFoundError(
+        f"index {directory} needs its model {manifest.get('model_name')!r} to encode queries and none "
+        f"was found (looked in {looked}): pass model_dir (--model DIR) or set CLAMP_MODEL"
+    )
+
+
 class Index:
     """A built index, ready for text, music and vector queries from any number of threads."""
 
@@ -144,21 +187,8 @@ class Index:
             if not isinstance(manifest.get(key), kind):
                 raise IndexDirError(f"{where} has no valid {key!r}: the index dir is damaged; {REBUILD}")
         if encoder is None:
-            try:
-                model_dir = resolve_model_dir(model_dir, manifest)
-            except FileNotFoundError:
-                model_dir = None
-            if model_dir is not None:
-                from runtime.model.encoder import Encoder
-
-                encoder = Encoder.open(model_dir, precision=precision, full_check=full_check)
-        if encoder is not None and encoder.model_hash != manifest["model_hash"]:
-            raise ModelMismatchError(
-                f"index {directory} was built with model {manifest.get('model_name')!r} "
-                f"(hash {manifest['model_hash'][:12]}, dir {manifest.get('model_dir')}), but the model given "
-                f"has hash {encoder.model_hash[:12]}: query with the index's model (--model DIR) or rebuild "
-                f"the index with `clamp embed` + `clamp index build` using this model"
-            )
+            encoder = index_model(directory, manifest, model_dir, precision=precision, full_check=full_check)
+        check_index_model(directory, manifest, encoder)
         return cls(directory, manifest, encoder, ef)
 
     def __len__(self) -> int:
@@ -334,12 +364,7 @@ class Index:
     def require_encoder(self) -> Embedder:
         """The model, for queries that must encode; raises saying where a model was looked for."""
         if self.encoder is None:
-            looked = ", ".join(map(str, model_dir_candidates(self.manifest)))
-            name = self.manifest.get("model_name")
-            raise FileNotFoundError(
-                f"index {self.directory} needs its model {name!r} to encode queries and none was found "
-                f"(looked in {looked}): pass model_dir (--model DIR) or set CLAMP_MODEL"
-            )
+            raise missing_model_error(self.directory, self.manifest)
         return self.encoder
 
     def _exact(
