@@ -161,3 +161,19 @@ def test_http_search_takes_a_mode_and_carries_found_by_z_and_the_chance_flag(bui
         nonsense = client.post("/search", json={"text": "asdfghjkl qwerty", "mode": "vector"}).json()
         assert nonsense["no_match_better_than_chance"] is True
         assert client.post("/search", json={"text": "x", "mode": "fuzzy"}).status_code == 422
+
+
+def test_an_index_built_without_its_model_is_uncalibrated_and_says_so(built, tmp_path, monkeypatch):
+    model = tmp_path / "model"
+    shutil.copytree(built.model_dir, model)
+    shards = tmp_path / "shards"
+    tune = built.abc_dir / "oneills1850-0721-0730.abc"
+    clamp("embed", tune, "--model", model, "--out", shards, "--workers", 0, "--quiet")
+    shutil.rmtree(model)  # the model the shards record is gone, and no default one exists here
+    monkeypatch.delenv("CLAMP_MODEL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    out = clamp("index", "build", shards, "--out", tmp_path / "index")
+    assert "no model to calibrate match strength" in out
+    assert read_manifest(tmp_path / "index")["calibration"] is None
+    hits = Index.open(tmp_path / "index", built.model_dir).search_text("a jig", k=3, mode="vector")
+    assert hits and all(h.z is None for h in hits) and no_better_than_chance(hits) is None
