@@ -19,6 +19,7 @@ import numpy as np
 from unidecode import unidecode
 
 FTS_TABLE = "items_fts"
+FTS_BATCH_ROWS = 10_000
 SYNONYMS_FILE = Path(__file__).with_name("synonyms.tsv")
 # FTS columns, and the ABC header fields (from the items' `meta` JSON) that go into `other`.
 FTS_COLUMNS = ("title", "composer", "origin", "rhythm", "key", "meter", "other")
@@ -97,12 +98,17 @@ def create_fts(conn: sqlite3.Connection) -> None:
     conn.execute(f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5({columns}, content='', tokenize='unicode61')")
     rows = conn.execute('SELECT label, title, composer, origin, rhythm, "key", meter, meta FROM items')
     metadata_columns = ("title", "composer", "origin", "rhythm", "key", "meter")
-    fts = (
-        fts_row(label, dict(zip(metadata_columns, values, strict=True)), json.loads(meta) if meta else {})
-        for label, *values, meta in rows.fetchall()
-    )
-    placeholders = ", ".join("?" * (len(FTS_COLUMNS) + 1))
-    conn.executemany(f"INSERT INTO {FTS_TABLE} (rowid, {columns}) VALUES ({placeholders})", fts)
+    insert = f"INSERT INTO {FTS_TABLE} (rowid, {columns}) VALUES ({', '.join('?' * (len(FTS_COLUMNS) + 1))})"
+    while batch := rows.fetchmany(FTS_BATCH_ROWS):  # batches: memory holds one, not the corpus
+        conn.executemany(
+            insert,
+            (
+                fts_row(
+                    label, dict(zip(metadata_columns, values, strict=True)), json.loads(meta) if meta else {}
+                )
+                for label, *values, meta in batch
+            ),
+        )
     conn.commit()
 
 
