@@ -70,7 +70,9 @@ def clamp_py_loop(model: CLaMP, patches: Sequence[np.ndarray]) -> np.ndarray:
     return F.normalize(torch.cat(rows), dim=-1).numpy()
 
 
-def torch_batched(model: CLaMP, patches: Sequence[np.ndarray], budget: int, one_hot: bool) -> np.ndarray:
+def torch_batched(
+    model: CLaMP, patches: Sequence[np.ndarray], budget: int, one_hot: bool, normalized: bool = True
+) -> np.ndarray:
     """Length-sorted padded batches (the Encoder's batch plan) through PyTorch eager."""
     lengths = [len(p) for p in patches]
     out = np.zeros((len(patches), model.music_proj.out_features), dtype=np.float32)
@@ -82,7 +84,7 @@ def torch_batched(model: CLaMP, patches: Sequence[np.ndarray], budget: int, one_
             ids[slot, : lengths[row]] = torch.from_numpy(patches[row])
             mask[slot, : lengths[row]] = 1
         features = music_one_hot(model, ids, mask) if one_hot else model.encode_music(ids, mask)
-        out[rows] = F.normalize(features, dim=-1).numpy()
+        out[rows] = (F.normalize(features, dim=-1) if normalized else features).numpy()
     return out
 
 

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
+from exporter.hub import checkpoint_from_hub
 from exporter.model import CLaMP
 from runtime.model.families import family_names, load_family
 
@@ -43,7 +44,11 @@ TEXT_PREFIX = "text_enc."
 
 def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
     """Raise a ValueError naming every missing key, unexpected key and shape mismatch of `state`."""
-    expected = model.state_dict()
+    check_keys(model.state_dict(), state, source)
+
+
+def check_keys(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """check_state_dict against an expected {key: tensor} table (e.g. a model's keys under official names)."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = [
@@ -225,7 +230,7 @@ def _ours_tokenizer_json(directory: Path, family: dict) -> Path:
 
 @dataclass(frozen=True)
 class CheckpointSource:
-    """Where a model's weights come from: the layout ("official" or "ours"), its dir and its family."""
+    """Where a model's weights come from: the layout ("official", "ours", "clamp2", "clamp3"), dir, family."""
 
     layout: str
     directory: Path
@@ -235,6 +240,8 @@ class CheckpointSource:
         """Every file loading reads: the export's source, hashed to skip re-exporting unchanged models."""
         if self.layout == "official":
             return [self.directory / name for name in OFFICIAL_FILES]
+        if self.layout in M3_LAYOUTS:
+            return [self.directory / self.family["checkpoint_file"], self.directory / TOKENIZER_FILE]
         files = [self.directory / CONFIG_FILE, self.directory / WEIGHTS_FILE]
         files.append(_ours_tokenizer_json(self.directory, self.family))
         if _frozen_pretrained_text(self.family):
@@ -242,14 +249,30 @@ class CheckpointSource:
         return files
 
 
+# CLaMP 2 / CLaMP 3 released layouts (exporter/m3_checkpoint.py), named by their families' configs.
+M3_LAYOUTS = ("clamp2", "clamp3")
+
+
+def _m3_source(family: dict, checkpoint: str | Path | None) -> CheckpointSource:
+    from exporter.m3_checkpoint import layout_help
+
+    directory = (
+        Path(checkpoint) if checkpoint is not None else checkpoint_from_hub(family, layout_help(family))
+    )
+    _require_files(directory, (family["checkpoint_file"], TOKENIZER_FILE), layout_help(family))
+    return CheckpointSource(family["checkpoint_layout"], directory, family)
+
+
 def resolve_checkpoint(name_or_dir: str | Path, checkpoint: str | Path | None = None) -> CheckpointSource:
     """A family name ("default", "clamp-s-512"...) or a checkpoint dir -> where its weights are."""
     name = str(name_or_dir)
     if name in family_names():
         family = load_family(name)
+        if family.get("checkpoint_layout") in M3_LAYOUTS:
+            return _m3_source(family, checkpoint)
         if family.get("checkpoint_layout") == "official":
             if checkpoint is None:
-                raise ValueError(f"model {name} needs --checkpoint DIR. {OFFICIAL_LAYOUT_HELP}")
+                checkpoint = checkpoint_from_hub(family, OFFICIAL_LAYOUT_HELP)
             return CheckpointSource("official", Path(checkpoint), family)
         directory = Path(checkpoint) if checkpoint is not None else REPO_ROOT / family["checkpoint"]
         if not (directory / CONFIG_FILE).is_file():
@@ -265,17 +288,24 @@ def resolve_checkpoint(name_or_dir: str | Path, checkpoint: str | Path | None = 
             f"{directory} is neither a known model ({', '.join(family_names())}) "
             f"nor a checkpoint dir with {CONFIG_FILE}"
         )
+    family = json.loads(config.read_text())
+    if isinstance(family, dict) and family.get("checkpoint_layout") in M3_LAYOUTS:
+        return _m3_source(family, directory)  # a CLaMP 2/3 .pth with its own (e.g. tiny) family config
     if (directory / OFFICIAL_WEIGHTS).is_file():
         official = _official_family_for(json.loads(config.read_text()))
         if official is None:
             raise ValueError(f"{config} matches no official CLaMP family. {OFFICIAL_LAYOUT_HELP}")
         return CheckpointSource("official", directory, load_family(official))
-    return CheckpointSource("ours", directory, json.loads(config.read_text()))
+    return CheckpointSource("ours", directory, family)
 
 
 def load_model(name_or_dir: str | Path, checkpoint: str | Path | None = None) -> tuple[CLaMP, dict, Path]:
     """A family name ("default", "clamp-s-512"...) or checkpoint dir -> (model, family, tokenizer.json)."""
     source = resolve_checkpoint(name_or_dir, checkpoint)
+    if source.layout in M3_LAYOUTS:
+        from exporter.m3_checkpoint import load_m3
+
+        return load_m3(source.directory, source.family), source.family, source.directory / TOKENIZER_FILE
     if source.layout == "official":
         model = load_official(source.directory, source.family)
         return model, source.family, _official_tokenizer_json(source.directory)

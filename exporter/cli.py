@@ -39,13 +39,15 @@ def _replace_dir(built: Path, out: Path) -> None:
     "model_name",
     default="default",
     show_default=True,
-    help="A model family (default, clamp-s-512, clamp-s-1024) or a checkpoint dir written by `clamp train`.",
+    help="A model family (default, clamp-s-512, clamp-s-1024, clamp2, clamp3-c2, clamp3-saas) or a checkpoint "
+    "dir (written by `clamp train`, or a CLaMP 2/3 .pth beside its family config.json).",
 )
 @click.option(
     "--checkpoint",
     type=click.Path(exists=True, file_okay=False),
     default=None,
-    help="Checkpoint dir: required for clamp-s-* (config.json, pytorch_model.bin, vocab.json, merges.txt).",
+    help="Checkpoint dir: required for clamp-s-* (config.json, pytorch_model.bin, vocab.json, merges.txt) "
+    "and for clamp2 / clamp3-* (the released .pth and XLM-R's tokenizer.json).",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model dir to write.")
 @click.option("--int8/--no-int8", default=True, show_default=True, help="Also write int8 graphs for CPU.")
@@ -57,6 +59,7 @@ def export(model_name: str, checkpoint: str | None, out: str, int8: bool, force:
     Examples:
       clamp export --out build/model
       clamp export --model clamp-s-512 --checkpoint ckpt/clamp-small-512 --out build/clamp-s-512
+      clamp export --model clamp3-c2 --checkpoint ckpt/clamp3 --out build/clamp3-c2
     """
     from exporter.export import ExportError, build_model_dir
     from exporter.manifest import source_sha256

@@ -16,9 +16,17 @@ from torch import nn
 from exporter.manifest import write_manifest
 from exporter.model import CLaMP
 from exporter.optimize import write_fp16, write_int8
-from exporter.parity import GATES, PARITY_TEXTS, measure, parity_tunes, torch_reference
-from runtime.model.modeldir import CONFIG_FILE, GRAPH_INPUTS, GRAPH_OUTPUTS, TOKENIZER_FILE, TOWERS, encoder_file
+from exporter.parity import GATES, PARITY_TEXTS, measure, parity_tunes, readable_tunes, torch_reference
+from runtime.model.modeldir import (
+    CONFIG_FILE,
+    GRAPH_INPUTS,
+    GRAPH_OUTPUTS,
+    TOKENIZER_FILE,
+    TOWERS,
+    encoder_file,
+)
 from runtime.music.patching import PATCH_LENGTH
+from runtime.music.profiles import profile_of
 
 OPSET = 17
 # Patch ids enter the music graph as uint8 [B,P,64]: 8x less to copy than int64 (host -> GPU included),
@@ -95,14 +103,18 @@ def model_config(family: dict) -> dict:
             "tokenizer": TOKENIZER_FILE,
             "max_tokens": text["max_tokens"],
             "pad_id": text["pad_token_id"],
+            # CLaMP 1 families predate these keys: they transliterate and truncate.
+            "transliterate": text.get("transliterate", True),
+            "long_texts": text.get("long_texts", "truncate"),
         },
         "music": {
-            "preprocessing": "clamp1",
+            "preprocessing": profile_of(family).name,
             "patch_length": music["patch_length"],
             "max_patches": music["max_patches"],
             "patch_dtype": PATCH_DTYPE,
         },
-        "family": family,
+        # Where the weights can be downloaded is not part of the model (and keeps CLaMP 1 hashes as before).
+        "family": {key: value for key, value in family.items() if key != "hub"},
     }
 
 
@@ -136,7 +148,7 @@ def build_model_dir(
         "patch_dtype": PATCH_DTYPE,
         "precisions": precisions,
     }
-    texts, tunes = list(PARITY_TEXTS), parity_tunes()
+    texts, tunes = list(PARITY_TEXTS), readable_tunes(parity_tunes(), family)
     reference = torch_reference(model, family, tokenizer_json, texts, tunes)
     parity: dict = {"provider": "cpu", "samples": {"texts": len(texts), "tunes": len(tunes)}, "gates": GATES}
     dropped: dict[str, str] = {}

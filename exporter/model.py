@@ -5,11 +5,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import BertConfig, BertModel, RobertaConfig, RobertaModel
+from transformers import BertConfig, BertModel, RobertaConfig, RobertaModel, XLMRobertaConfig, XLMRobertaModel
 
 from runtime.music.patching import N_CLASSES
 
-TEXT_ARCHS = {"roberta": (RobertaConfig, RobertaModel), "bert": (BertConfig, BertModel)}
+TEXT_ARCHS = {
+    "roberta": (RobertaConfig, RobertaModel),
+    "bert": (BertConfig, BertModel),
+    "xlm-roberta": (XLMRobertaConfig, XLMRobertaModel),  # CLaMP 2 / CLaMP 3
+}
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -59,13 +63,18 @@ def gathered_sum(rows: torch.Tensor, table: torch.Tensor, chunk: int = 8) -> tor
 
 
 class MusicEncoder(nn.Module):
-    """Bar patches -> contextual patch vectors: patch embedding + BERT fed by inputs_embeds (spec §1.2)."""
+    """Patches -> contextual patch vectors: one-hot patch embedding + BERT fed by inputs_embeds.
+
+    CLaMP 1's bar patches (98 classes, spec §1.2) and CLaMP 2/3's M3 patches (128 classes, §12.1) differ
+    only in the class count the family names.
+    """
 
     def __init__(self, music: dict):
         super().__init__()
         self.patch_length = music["patch_length"]
+        self.n_classes = music.get("n_classes", N_CLASSES)
         hidden = music["hidden_size"]
-        self.patch_embedding = nn.Linear(self.patch_length * N_CLASSES, hidden)
+        self.patch_embedding = nn.Linear(self.patch_length * self.n_classes, hidden)
         config = BertConfig(
             vocab_size=1,
             hidden_size=hidden,
@@ -78,12 +87,13 @@ class MusicEncoder(nn.Module):
             pad_token_id=0,
         )
         self.enc = BertModel(_eager(config))
-        self.register_buffer("class_offsets", torch.arange(self.patch_length) * N_CLASSES, persistent=False)
+        offsets = torch.arange(self.patch_length) * self.n_classes
+        self.register_buffer("class_offsets", offsets, persistent=False)
 
     def embed_patches(self, patches: torch.Tensor) -> torch.Tensor:
         """patch_embedding(one_hot(patches)) as a sum of 64 table rows, never the 6272-wide one-hot.
 
-        Row pos*98+class of W.T is the column the one-hot selects for character `class` at `pos`, so the
+        Row pos*classes+class of W.T is the column the one-hot selects for `class` at `pos`, so the
         product equals bias + the sum of those rows (the flatten order is position-major, spec §1.2).
         """
         batch, n_patches, length = patches.shape
@@ -98,7 +108,7 @@ class MusicEncoder(nn.Module):
         return summed.reshape(batch, n_patches, -1) + self.patch_embedding.bias
 
     def forward(self, patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
-        """[B,P,64] ids in [0,98) and a [B,P] mask -> [B,P,H] last hidden states."""
+        """[B,P,64] ids in [0, n_classes) and a [B,P] mask -> [B,P,H] last hidden states."""
         embeds = self.embed_patches(patches)
         return self.enc(inputs_embeds=embeds, attention_mask=patch_mask).last_hidden_state
 

@@ -10,7 +10,8 @@ import torch
 from exporter.model import CLaMP
 from runtime.music.abc import split_tunes
 from runtime.model.encoder import Encoder
-from runtime.music.patching import prepare_music
+from runtime.music.patching import window_spans
+from runtime.music.profiles import profile_of
 from runtime.model.text import TextTokenizer
 
 # Minimum cosine of each variant against PyTorch: below it fp32/fp16 fail the export, int8 is dropped.
@@ -49,18 +50,49 @@ def parity_tunes(count: int = 32) -> list[str]:
 def torch_reference(
     model: CLaMP, family: dict, tokenizer_json: Path, texts: list[str], tunes: list[str]
 ) -> dict[str, np.ndarray]:
-    """Raw projections from PyTorch, one item at a time as clamp.py runs it (no padding anywhere)."""
-    text = family["text"]
-    tokenizer = TextTokenizer.from_file(tokenizer_json, text["max_tokens"], text["pad_token_id"])
+    """Raw projections from PyTorch, one item at a time as the official scripts run it (no padding);
+    a windowed family's long inputs window by window, averaged by length (clamp2-3-spec §12.4)."""
+    text, profile = family["text"], profile_of(family)
+    windowed_text = text.get("long_texts") == "segment-average"
+    tokenizer = TextTokenizer.from_file(
+        tokenizer_json,
+        None if windowed_text else text["max_tokens"],
+        text["pad_token_id"],
+        transliterate=text.get("transliterate", True),
+    )
     max_patches = family["music"]["max_patches"]
+
+    def pooled(encode, items: list[np.ndarray], weights: np.ndarray) -> torch.Tensor:
+        rows = [
+            encode(torch.from_numpy(x.astype(np.int64))[None], torch.ones(1, len(x), dtype=torch.long))
+            for x in items
+        ]
+        weights_t = torch.from_numpy(weights).float()[:, None]
+        return (torch.cat(rows) * weights_t).sum(0, keepdim=True) / weights_t.sum()
+
     model = model.eval()
     with torch.no_grad():
-        text_rows = [model.encode_text(*map(torch.from_numpy, tokenizer([t]))) for t in texts]
+        text_rows = []
+        for ids in tokenizer.token_ids(texts):
+            spans, weights = window_spans(len(ids), text["max_tokens"] if windowed_text else len(ids))
+            text_rows.append(pooled(model.encode_text, [np.asarray(ids[a:b]) for a, b in spans], weights))
         music_rows = []
         for abc in tunes:
-            patches = torch.from_numpy(prepare_music(abc, max_patches).astype(np.int64)).unsqueeze(0)
-            music_rows.append(model.encode_music(patches, torch.ones(patches.shape[:2], dtype=torch.long)))
+            windows, weights = profile.windows(profile.abc_patches(abc, max_patches), max_patches)
+            music_rows.append(pooled(model.encode_music, windows, weights))
     return {"text": torch.cat(text_rows).numpy(), "music": torch.cat(music_rows).numpy()}
+
+
+def readable_tunes(tunes: list[str], family: dict) -> list[str]:
+    """The parity tunes this family's preprocessing reads (CLaMP 2/3's interleaving refuses some)."""
+    profile, kept = profile_of(family), []
+    for abc in tunes:
+        try:
+            profile.abc_patches(abc, family["music"]["max_patches"])
+        except ValueError:
+            continue
+        kept.append(abc)
+    return kept
 
 
 def compare(reference: np.ndarray, raw: np.ndarray, vectors: np.ndarray) -> dict[str, float]:
@@ -82,7 +114,7 @@ def measure(
         raw, vectors = encoder.embed_texts(texts, normalized=False), encoder.embed_texts(texts)
         results["text"] = compare(reference["text"], raw, vectors)
     if encoder.precisions["music"] == precision:
-        patches = [prepare_music(abc, encoder.max_patches) for abc in tunes]
+        patches = [encoder.profile.abc_patches(abc, encoder.max_patches) for abc in tunes]
         raw, vectors = encoder.embed_patches(patches, normalized=False), encoder.embed_patches(patches)
         results["music"] = compare(reference["music"], raw, vectors)
     return results

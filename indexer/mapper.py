@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from indexer.reader import TuneRecord
-from runtime.music.patching import prepare_music
+from runtime.music.profiles import PROFILES, Profile
 
 
 @dataclass(frozen=True)
@@ -41,18 +41,29 @@ class PatchEncoder(Protocol):
     model_name: str
     dim: int
     max_patches: int
+    profile: Profile  # how the model dir's music is patched
 
     def embed_patches(self, patches: Sequence[np.ndarray], max_batch_patches: int = ...) -> np.ndarray: ...
 
 
-def patch_abc(abc: str, max_patches: int) -> Patched | str:
-    """A tune's patches (head-truncated to max_patches, as the model sees them), or why there are none."""
+def patch_abc(abc: str, max_patches: int, preprocessing: str) -> Patched | str:
+    """A tune's patches as the model sees them, or why there are none.
+
+    CLaMP 1 families keep the head (max_patches, `truncated` says whether the tail was cut); windowed
+    families (CLaMP 2/3) keep every patch, the encoder averaging its windows.
+    """
+    profile = PROFILES[preprocessing]
+    limit = None if profile.windowed else max_patches + 1
     try:
-        patches = prepare_music(abc, max_patches + 1)
+        patches = profile.abc_patches(abc, limit)
     except Exception as err:  # a tune that breaks the patcher is recorded, never fatal to the run
         return f"patching failed: {type(err).__name__}: {err}"
-    if len(patches) <= 1:  # only the EOS patch
-        return "no music: after CLaMP's filter (it drops X:, T:, C:... lines) no header or whole bar is left"
+    if not profile.has_music(patches):
+        return (
+            "no music: after the model's filter (it drops X:, T:, C:... lines) no header or whole bar is left"
+        )
+    if profile.windowed:
+        return Patched(patches, truncated=False)
     return Patched(patches[:max_patches], truncated=len(patches) > max_patches)
 
 
@@ -67,10 +78,12 @@ class PatchedChunk:
     worker_peak_mb: float  # the worker's peak resident memory so far
 
 
-def patch_chunk(abcs: list[str], max_patches: int) -> tuple[list[Patched | str], float, float]:
+def patch_chunk(
+    abcs: list[str], max_patches: int, preprocessing: str
+) -> tuple[list[Patched | str], float, float]:
     """Patch a chunk of tunes in a worker; also say how long it took and the worker's peak memory."""
     start = time.perf_counter()
-    results = [patch_abc(abc, max_patches) for abc in abcs]
+    results = [patch_abc(abc, max_patches, preprocessing) for abc in abcs]
     return results, time.perf_counter() - start, peak_rss_mb()
 
 
@@ -99,10 +112,10 @@ def _exit_when_orphaned(parent: int) -> None:
 
 
 def parallel_patch(
-    chunks: Iterable[list[TuneRecord]], max_patches: int, workers: int
+    chunks: Iterable[list[TuneRecord]], max_patches: int, workers: int, preprocessing: str
 ) -> Iterator[PatchedChunk]:
     """Patch chunks of records in `workers` processes (0: in this one), in order, with a bounded backlog."""
-    work = partial(patch_chunk, max_patches=max_patches)
+    work = partial(patch_chunk, max_patches=max_patches, preprocessing=preprocessing)
     if workers == 0:
         for chunk in chunks:
             yield PatchedChunk(chunk, *work([r.abc for r in chunk])[:2], 0.0, 0.0)

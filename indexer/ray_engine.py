@@ -245,7 +245,7 @@ def build_dataset(
         patch_rows,
         batch_size=None,
         batch_format="pyarrow",
-        fn_kwargs={"max_patches": encoder.max_patches},
+        fn_kwargs={"max_patches": encoder.max_patches, "preprocessing": encoder.profile.name},
         num_cpus=TASK_CPUS,
     )
     return patched.map_batches(
@@ -315,7 +315,7 @@ def row_item(row: dict[str, Any]) -> Item:
     )
 
 
-def patch_rows(table: pa.Table, max_patches: int) -> pa.Table:
+def patch_rows(table: pa.Table, max_patches: int, preprocessing: str) -> pa.Table:
     """Patch tasks: each tune's bar patches (made as the local engine's workers make them), or why none."""
     n = table.num_rows
     stage, reason = table.column("stage").to_pylist(), table.column("reason").to_pylist()
@@ -328,7 +328,7 @@ def patch_rows(table: pa.Table, max_patches: int) -> pa.Table:
         if kind != "tune":
             continue
         start = time.perf_counter()
-        result = patch_abc(abc, max_patches)
+        result = patch_abc(abc, max_patches, preprocessing)
         seconds[i] = time.perf_counter() - start
         if isinstance(result, str):
             stage[i], reason[i] = "patch", result

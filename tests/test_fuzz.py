@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer.mapper import Patched, patch_abc
+from runtime.music.profiles import PROFILES
 from indexer.reader import Failure, TuneRecord, expand_inputs, read_inputs
 from indexer.runner import EmbedOptions, embed_corpus
 from indexer.shards import iter_shard_batches, read_errors
@@ -80,6 +81,7 @@ class ExactEncoder:
     """A stand-in for runtime.model.encoder.Encoder: a deterministic unit vector per patch array, numpy only."""
 
     model_hash, model_name, dim, max_patches = "e" * 64, "exact-test-encoder", 8, 16
+    profile = PROFILES["clamp1"]
 
     def embed_patches(self, patches, max_batch_patches: int = 0) -> np.ndarray:
         for p in patches:
@@ -134,11 +136,13 @@ def test_the_filter_keeps_a_subsequence_of_lines_without_metadata(text):
 
 
 @fuzz("patch_abc")
-@given(some_text, st.integers(min_value=1, max_value=64))
-def test_patching_a_tune_gives_patches_or_a_reason(abc, max_patches):
-    result = patch_abc(abc, max_patches)
-    if isinstance(result, Patched):
+@given(some_text, st.integers(min_value=1, max_value=64), st.sampled_from(["clamp1", "m3-clamp3"]))
+def test_patching_a_tune_gives_patches_or_a_reason(abc, max_patches, preprocessing):
+    result = patch_abc(abc, max_patches, preprocessing)
+    if isinstance(result, Patched) and preprocessing == "clamp1":
         assert 2 <= len(result.patches) + result.truncated and len(result.patches) <= max_patches
+    elif isinstance(result, Patched):  # windowed: every patch kept, framed by BOS and EOS patches
+        assert len(result.patches) >= 3 and not result.truncated and result.patches.max() < 128
     else:
         assert isinstance(result, str) and result
 
@@ -319,7 +323,7 @@ def test_a_10_mb_tune_and_a_100k_character_bar_are_patched_in_bounded_time():
     long_bar = "X:1\nK:C\n" + "abcdefg" * 15_000 + "|\n"
     patches, seconds = timed(prepare_music, long_bar, 512)
     assert patches.shape == (3, PATCH_LENGTH) and seconds < 1  # K:, the bar cut at 64, EOS
-    patched = patch_abc(huge, 512)
+    patched = patch_abc(huge, 512, "clamp1")
     assert patched.truncated and len(patched.patches) == 512
 
 

@@ -19,6 +19,7 @@ from indexer.shards import ShardWriter, rows_table, shard_files, shard_schema, s
 from runtime.music.abc import split_tunes
 from runtime.model.encoder import Encoder
 from runtime.search.index import Index, ModelMismatchError, read_manifest
+from runtime.search.items import ItemStore, ItemWriter
 from runtime.search.keys import read_music
 from runtime.search.filters import parse_filter
 from runtime.search.hits import exact_top_k, softmax_probs
@@ -107,6 +108,23 @@ def test_similar_to_an_indexed_tune_and_item_lookup(index):
     assert index.item("no-such-id") is None
     with pytest.raises(KeyError, match="no item with id"):
         index.similar_to("no-such-id")
+
+
+@pytest.mark.parametrize(
+    ("sources", "root"),
+    [
+        (["/c/folk/a.abc", "/c/folk/ab.abc", "/c/fiddle/b.abc"], "/c/"),
+        (["/c/folk/a.abc", "/c/folk/a.abc"], "/c/folk/"),  # one file: its folder
+        (["C:\\tunes\\a.abc", "C:\\tunes\\b.abc"], "C:\\tunes\\"),
+        (["a.abc", "b.abc"], ""),
+        ([None], ""),
+    ],
+)
+def test_the_source_root_is_the_folder_all_sources_share(tmp_path, sources, root):
+    writer = ItemWriter(tmp_path / "items.sqlite")
+    writer.add((i, f"id{i}", source, 0, *[None] * 6, "{}", "") for i, source in enumerate(sources))
+    writer.finish()
+    assert ItemStore(tmp_path / "items.sqlite").source_root() == root
 
 
 def test_classify_ranks_every_label_by_cosine_with_its_prompt(index, built):

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
-from query_corpus import Corpus, build_corpus
+from query_corpus import Corpus, build_corpus, corpus_path
 from serving import serving
 
+from runtime.music.abc import split_tunes
 from runtime.search.index import Index
 from runtime.search.keys import read_music
 from runtime.serve.server import create_app
@@ -146,6 +147,31 @@ def test_items_health_metrics_and_docs(client, index):
         "/items/{item_id}",
         "/health",
     } <= paths.keys()
+
+
+def test_sources_are_shown_relative_to_the_corpus_root(client, built):
+    assert str(built.abc_dir).startswith("/")  # the index stores the server's absolute paths
+    files = {f.name for f in built.files}
+    searched = client.post("/search", json={"text": "a jig", "k": 50}).json()["results"]
+    first = searched[0]["id"]
+    similar = client.post("/similar", json={"id": first, "k": 50}).json()["results"]
+    item = client.get(f"/items/{first}").json()
+    uploaded = client.post(
+        "/similar", files={"file": ("q.abc", (built.abc_dir / "oneills1850-0721-0730.abc").read_bytes())}
+    ).json()["results"]
+    sources = [row["source"] for row in (*searched, *similar, item, *uploaded)]
+    assert set(sources) <= files and len(set(sources)) > 1
+
+
+def test_convert_shows_the_abc_an_uploaded_score_is_read_as(client, built):
+    jigs = built.abc_dir / "oneills1850-0721-0730.abc"
+    answer = client.post("/convert", files={"file": (jigs.name, jigs.read_bytes())}).json()
+    assert answer["abc"] == jigs.read_text() and len(answer["titles"]) == 10
+    assert answer["titles"][0] == split_tunes(jigs.read_text())[0].meta["title"]
+    chorale = corpus_path("bach/bwv1.6.mxl")
+    converted = client.post("/convert", files={"file": (chorale.name, chorale.read_bytes())}).json()
+    assert converted["abc"].startswith("X:") and "\nK:" in converted["abc"] and len(converted["titles"]) == 1
+    assert client.post("/convert", files={"file": ("x.mxl", b"PK not a zip")}).status_code == 400
 
 
 def test_request_size_limits_declared_or_chunked(client):

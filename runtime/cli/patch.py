@@ -10,8 +10,8 @@ import click
 
 from runtime.model.families import load_family
 from runtime.music.abc import Tune
-from runtime.music.formats import SCORE_SUFFIXES, read_tunes
-from runtime.music.patching import EOS_ID, abc_filter, decode_patches, prepare_music
+from runtime.music.formats import MIDI_SUFFIXES, SCORE_SUFFIXES, read_tunes
+from runtime.music.profiles import Profile, profile_of
 
 DEFAULT_FAMILY = "default"  # the default model's family (what `clamp export` exports without --family)
 
@@ -33,12 +33,12 @@ def read_score(path: str) -> list[Tune]:
     "--family",
     default=DEFAULT_FAMILY,
     show_default=True,
-    help="Model family whose patching to show (sets max patches), e.g. clamp-s-512.",
+    help="Model family: sets the preprocessing (CLaMP 1 bar patches or M3 patches) and the patch limit.",
 )
 @click.option("--ids", is_flag=True, help="Print patch ids instead of decoded patches.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per tune.")
 def patch(file: str, family: str, ids: bool, as_json: bool) -> None:
-    """Show each tune's cleaned ABC and its bar patches, as the model sees them.
+    """Show each tune's cleaned ABC and its patches, as the model sees them.
 
     FILE is a score (.abc/.mxl/.musicxml/.xml/.mid, converted to ABC as `clamp similar` converts it),
     or - for ABC on stdin.
@@ -47,24 +47,33 @@ def patch(file: str, family: str, ids: bool, as_json: bool) -> None:
     clamp patch tunes.abc            # decoded patches, one per line
     clamp patch score.mxl --family clamp-s-512
     clamp patch tunes.abc --ids --json
+    clamp patch tune.mid --family clamp3-c2 --ids --json   # MIDI as MTF, M3 patches
     """
     try:
-        max_patches = load_family(family)["music"]["max_patches"]
-        tunes = read_score(file)
-    except (ValueError, OSError) as err:  # unknown family, unreadable or unconvertible score
-        raise click.ClickException(str(err)) from err
-    for i, tune in enumerate(tunes):
-        patches = prepare_music(tune.abc, max_patches)
+        spec = load_family(family)
+        profile, max_patches = profile_of(spec), spec["music"]["max_patches"]
+        pieces = read_pieces(file, profile)
+        records = [(tune, text, profile.patchilize(text, max_patches)) for tune, text in pieces]
+    except (ValueError, OSError) as err:  # unknown family, unreadable score, not patchable by this family
+        raise click.ClickException(f"{file}: {err}") from err
+    for i, (tune, model_text, patches) in enumerate(records):
         record = {
             "tune_index": i,
-            "title": tune.meta.get("title"),
+            "title": tune.meta.get("title") if tune else None,
             "n_patches": len(patches),
-            "filtered_abc": abc_filter(tune.abc),
-            "patches": patches.tolist() if ids else decode_patches(patches),
+            "filtered_abc": model_text,
+            "patches": patches.tolist() if ids else profile.decode(patches),
         }
         if as_json:
             click.echo(json.dumps(record))
             continue
         click.echo(f"# tune {i}: {record['title'] or '(untitled)'} — {len(patches)} patches")
         for n, (text, row) in enumerate(zip(record["patches"], patches, strict=True)):
-            click.echo(f"{n:4d}  {'<EOS patch>' if row[0] == EOS_ID else text}")
+            click.echo(f"{n:4d}  {profile.frame_label(row) or text}")
+
+
+def read_pieces(file: str, profile: Profile) -> list[tuple[Tune | None, str]]:
+    """Each tune of the file with the text the profile patches (MIDI read natively where it can be)."""
+    if profile.midi_text is not None and file.lower().endswith(MIDI_SUFFIXES):
+        return [(None, profile.midi_text(Path(file).read_bytes()))]
+    return [(tune, profile.model_text(tune.abc)) for tune in read_score(file)]

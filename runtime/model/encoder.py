@@ -20,7 +20,8 @@ from runtime.model.modeldir import (
     read_config,
     verify_model_dir,
 )
-from runtime.music.patching import PAD_ID, prepare_music
+from runtime.music.patching import PAD_ID, window_spans
+from runtime.music.profiles import PROFILES
 from runtime.model.text import TextTokenizer
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -81,6 +82,27 @@ def patch_batches(lengths: Sequence[int], max_batch_patches: int) -> list[np.nda
     return batches
 
 
+def _windows(items: Sequence, size: int) -> tuple[list, np.ndarray, np.ndarray]:
+    """Every item's windows (clamp2-3-spec §12.4), flattened, with the item each belongs to and its weight."""
+    windows, owners, weights = [], [], []
+    for owner, item in enumerate(items):
+        spans, spans_weights = window_spans(len(item), size)
+        windows += [item[start:stop] for start, stop in spans]
+        owners += [owner] * len(spans)
+        weights.append(spans_weights)
+    return windows, np.asarray(owners, dtype=np.int64), np.concatenate(weights) if weights else np.zeros(0)
+
+
+def _pool(raw: np.ndarray, owners: np.ndarray, weights: np.ndarray, n: int, normalized: bool) -> np.ndarray:
+    """Length-weighted mean of each item's window projections, then (optionally) L2-normalised."""
+    summed = np.zeros((n, raw.shape[1]), dtype=np.float64)
+    np.add.at(summed, owners, raw * weights[:, None])
+    totals = np.zeros(n, dtype=np.float64)
+    np.add.at(totals, owners, weights)
+    pooled = (summed / np.maximum(totals, 1e-12)[:, None]).astype(np.float32)
+    return _normalize(pooled) if normalized else pooled
+
+
 class Encoder:
     """A model dir's text and music encoders, ready to embed texts, patch arrays and ABC tunes."""
 
@@ -96,6 +118,8 @@ class Encoder:
         self.max_patches: int = self.config["music"]["max_patches"]
         self.patch_length: int = self.config["music"]["patch_length"]
         self.patch_dtype = np.dtype(self.config["music"]["patch_dtype"])
+        self.profile = PROFILES[self.config["music"]["preprocessing"]]
+        self.text_windows: bool = self.config["text"].get("long_texts") == "segment-average"
         self.provider = provider
         self.precisions = resolve_precisions(model_dir, provider, precision)
         self.threads = threads
@@ -152,7 +176,10 @@ class Encoder:
             if self._tokenizer is None:
                 text = self.config["text"]
                 self._tokenizer = TextTokenizer.from_file(
-                    self.model_dir / text["tokenizer"], text["max_tokens"], text["pad_id"]
+                    self.model_dir / text["tokenizer"],
+                    None if self.text_windows else text["max_tokens"],
+                    text["pad_id"],
+                    transliterate=text.get("transliterate", True),
                 )
             return self._tokenizer
 
@@ -163,19 +190,48 @@ class Encoder:
         return _normalize(vectors) if normalized else vectors
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 64, normalized: bool = True) -> np.ndarray:
-        """Texts -> float32 [N, dim], L2-normalised (raw projections when `normalized` is False)."""
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        """Texts -> float32 [N, dim], L2-normalised (raw projections when `normalized` is False).
+
+        A family whose texts are windowed (CLaMP 2/3) embeds each 128-token window of a long text and
+        averages them by length (clamp2-3-spec §12.4); others truncate to max_tokens.
+        """
+        if not self.text_windows:
+            return self._embed_token_batches(texts, batch_size, normalized)
+        max_tokens = self.config["text"]["max_tokens"]
+        ids = self.tokenizer.token_ids(texts)
+        windows, owners, weights = _windows(ids, max_tokens)
+        raw = self._embed_token_batches(windows, batch_size, normalized=False, pretokenized=True)
+        return _pool(raw, owners, weights, len(texts), normalized)
+
+    def _embed_token_batches(
+        self, items: Sequence, batch_size: int, normalized: bool, pretokenized: bool = False
+    ) -> np.ndarray:
+        out = np.zeros((len(items), self.dim), dtype=np.float32)
+        order = sorted(range(len(items)), key=lambda i: len(items[i]))
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            ids, mask = self.tokenizer([texts[i] for i in rows])
+            batch = [items[i] for i in rows]
+            ids, mask = self.tokenizer.pad(batch) if pretokenized else self.tokenizer(batch)
             out[rows] = self._run("text", ids, mask, normalized)
         return out
 
     def embed_patches(
         self, patches: Sequence[np.ndarray], max_batch_patches: int = 8192, normalized: bool = True
     ) -> np.ndarray:
-        """Patch arrays [P_i, 64] -> float32 [N, dim], L2-normalised; batched by a padded-patch budget."""
+        """Patch arrays [P_i, 64] -> float32 [N, dim], L2-normalised; batched by a padded-patch budget.
+
+        A windowed family (CLaMP 2/3) takes pieces of any length: windows of max_patches, averaged by
+        length (clamp2-3-spec §12.4); others take 1..max_patches patches (the head, as CLaMP 1 truncates).
+        """
+        if not self.profile.windowed:
+            return self._embed_patch_batches(patches, max_batch_patches, normalized)
+        windows, owners, weights = _windows(patches, self.max_patches)
+        raw = self._embed_patch_batches(windows, max_batch_patches, normalized=False)
+        return _pool(raw, owners, weights, len(patches), normalized)
+
+    def _embed_patch_batches(
+        self, patches: Sequence[np.ndarray], max_batch_patches: int, normalized: bool
+    ) -> np.ndarray:
         lengths = [self._check_patches(i, p) for i, p in enumerate(patches)]
         out = np.zeros((len(patches), self.dim), dtype=np.float32)
         for rows in patch_batches(lengths, max_batch_patches):
@@ -189,8 +245,9 @@ class Encoder:
         return out
 
     def embed_abc(self, abcs: Sequence[str], max_batch_patches: int = 8192) -> np.ndarray:
-        """ABC tunes -> float32 [N, dim], normalised: CLaMP's filter and bar patching, then embed_patches."""
-        return self.embed_patches([prepare_music(abc, self.max_patches) for abc in abcs], max_batch_patches)
+        """ABC tunes -> float32 [N, dim], normalised: the model dir's preprocessing, then embed_patches."""
+        patches = [self.profile.abc_patches(abc, self.max_patches) for abc in abcs]
+        return self.embed_patches(patches, max_batch_patches)
 
     def _check_patches(self, index: int, patches: np.ndarray) -> int:
         shape = np.shape(patches)

@@ -16,26 +16,44 @@ def normalize_text(text: str) -> str:
 
 
 class TextTokenizer:
-    """A `tokenizers` tokenizer with the model's truncation and padding, giving numpy int64 batches."""
+    """A `tokenizers` tokenizer with the model's truncation and padding, giving numpy int64 batches.
 
-    def __init__(self, tokenizer: Tokenizer, max_tokens: int, pad_id: int):
+    `max_tokens=None` keeps every token (CLaMP 2/3 window long texts instead of truncating them);
+    `transliterate=False` keeps non-ASCII text as it is (XLM-R reads ~100 languages; CLaMP 1 transliterates).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, max_tokens: int | None, pad_id: int, transliterate: bool = True):
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.pad_id = pad_id
+        self.transliterate = transliterate
         tokenizer.no_padding()
-        tokenizer.enable_truncation(max_tokens)
+        if max_tokens is None:
+            tokenizer.no_truncation()
+        else:
+            tokenizer.enable_truncation(max_tokens)
 
     @classmethod
-    def from_file(cls, path: str | Path, max_tokens: int, pad_id: int) -> TextTokenizer:
-        return cls(Tokenizer.from_file(str(path)), max_tokens, pad_id)
+    def from_file(
+        cls, path: str | Path, max_tokens: int | None, pad_id: int, transliterate: bool = True
+    ) -> TextTokenizer:
+        return cls(Tokenizer.from_file(str(path)), max_tokens, pad_id, transliterate)
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's token ids, special tokens included."""
+        prepared = [normalize_text(t) for t in texts] if self.transliterate else list(texts)
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(prepared)]
+
+    def pad(self, id_lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Token id lists -> ids and attention mask, int64 [B, T], right-padded to the longest."""
+        width = max((len(ids) for ids in id_lists), default=0)
+        ids = np.full((len(id_lists), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(id_lists), width), dtype=np.int64)
+        for row, tokens in enumerate(id_lists):
+            ids[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = 1
+        return ids, mask
 
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and attention mask, both int64 [B, T], right-padded to the longest text in the batch."""
-        encodings = self.tokenizer.encode_batch([normalize_text(t) for t in texts])
-        width = max((len(e.ids) for e in encodings), default=0)
-        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, enc in enumerate(encodings):
-            ids[row, : len(enc.ids)] = enc.ids
-            mask[row, : len(enc.ids)] = 1
-        return ids, mask
+        return self.pad(self.token_ids(texts))

@@ -102,25 +102,41 @@ def patchilize(abc: str, max_patches: int | None, add_eos_patch: bool = True) ->
     return ids if max_patches is None else ids[:max_patches]
 
 
-def prepare_music(abc: str, max_patches: int | None) -> np.ndarray:
-    """What the model sees of one tune: ASCII transliteration, CLaMP's filter, bar patches."""
+def clean_abc(abc: str) -> str:
+    """The ABC text CLaMP 1 patches: carriage returns dropped, transliterated to ASCII, CLaMP's filter."""
     abc = abc.replace("\r", "")
     if not abc.isascii():
         abc = unidecode(abc)
-    return patchilize(abc_filter(abc), max_patches)
+    return abc_filter(abc)
+
+
+def prepare_music(abc: str, max_patches: int | None) -> np.ndarray:
+    """What the model sees of one tune: ASCII transliteration, CLaMP's filter, bar patches."""
+    return patchilize(clean_abc(abc), max_patches)
+
+
+def window_spans(n: int, size: int) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """CLaMP 2/3's windows over n items (clamp2-3-spec §12.4): starts 0, size, 2*size..., the last one
+    replaced by the final `size` items; weights = the items each window adds (the last: the remainder).
+
+    A piece that fits is one window of weight 1 (the official code multiplies and divides by n: <= 1.2e-7).
+    """
+    if n <= size:
+        return [(0, n)], np.ones(1)
+    starts = list(range(0, n - size, size)) + [n - size]
+    weights = [size] * (len(starts) - 1) + [n - (len(starts) - 1) * size]
+    return [(s, s + size) for s in starts], np.asarray(weights, dtype=np.float64)
 
 
 def segments(patches: np.ndarray, max_patches: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """CLaMP 2's long pieces: consecutive windows (the last one the final full window) and their weights.
+    """Long pieces as windows of patches and their weights: average the windows' embeddings with them."""
+    spans, weights = window_spans(len(patches), max_patches)
+    return [patches[start:stop] for start, stop in spans], weights
 
-    Average the windows' embeddings with these weights (each window's new patches) instead of truncating.
-    """
-    n = len(patches)
-    if n <= max_patches:
-        return [patches], np.ones(1)
-    starts = list(range(0, n - max_patches, max_patches)) + [n - max_patches]
-    weights = [max_patches] * (len(starts) - 1) + [n - (len(starts) - 1) * max_patches]
-    return [patches[s : s + max_patches] for s in starts], np.asarray(weights, dtype=np.float64)
+
+def frame_label(row: np.ndarray) -> str | None:
+    """"<EOS patch>" for the all-EOS patch that ends a tune, None for a patch of text."""
+    return "<EOS patch>" if row[0] == EOS_ID else None
 
 
 def decode_patches(patches: np.ndarray) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -164,6 +165,17 @@ class ItemStore:
         with self._reading():
             row = self._conn().execute("SELECT label FROM items WHERE id = ?", (item_id,)).fetchone()
         return None if row is None else row[0]
+
+    def source_root(self) -> str:
+        """The folder all sources share (with its trailing separator; "" when none): the corpus root.
+
+        Of sorted strings, the first and last share exactly the prefix common to all: one scan, no list.
+        """
+        low, high = self._conn().execute("SELECT MIN(source), MAX(source) FROM items").fetchone()
+        if low is None:
+            return ""
+        prefix = os.path.commonprefix([low, high]) if low != high else low
+        return prefix[: max(prefix.rfind("/"), prefix.rfind("\\")) + 1]
 
     def items(self, labels: Sequence[int], with_abc: bool = False) -> dict[int, tuple[str, dict, str | None]]:
         """(id, metadata, abc or None) by label for the given labels."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import click
@@ -19,6 +20,7 @@ from runtime.search.calibration import no_better_than_chance
 from runtime.search.hits import facets_as_dict, hits_as_dicts
 from runtime.search.hybrid import resolve_mode
 from runtime.search.index import DEFAULT_FACET_FIELDS, DEFAULT_FACET_TOP, Index, UnknownItemError
+from runtime.music.abc import split_tunes
 from runtime.search.keys import DEFAULT_TEMPLATE, classify, label_set, read_music, upload_abc
 from runtime.search.limits import (
     ABC_CHARS,
@@ -109,10 +111,20 @@ def create_app(
     Guards, outermost first: CORS (off unless origins are given), the API key (when one is given), the
     request timeout, bounded concurrency (429) with metrics, the body limit (413).
     """
-    app = FastAPI(title="clamp-index", summary="Cross-modal symbolic music retrieval with CLaMP.")
+    app = FastAPI(
+        title="clamp-index",
+        summary="Cross-modal symbolic music retrieval with CLaMP.",
+        docs_url=None,  # add_web_page serves /docs from vendored files; FastAPI's pages load CDNs
+        redoc_url=None,
+    )
     metrics = Metrics()
     in_flight = {"n": 0}
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # inside `guard`, which is added after it
+    source_root = index.items.source_root()
+
+    def public(rows: list[dict]) -> list[dict]:
+        """Rows as the API shows them: `source` relative to the corpus root, never the server's own path."""
+        return [relative_source(row, source_root) for row in rows]
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -158,7 +170,7 @@ def create_app(
         hits = timed(request, "search", index.search_vectors, vector, options.k, **options.search_options())[
             0
         ]
-        return {"query": query, "results": hits_as_dicts(hits)}
+        return {"query": query, "results": public(hits_as_dicts(hits))}
 
     @app.post("/search", summary="Text search: tunes whose music or metadata match a description")
     def search(body: SearchRequest, request: Request) -> dict:
@@ -177,21 +189,7 @@ def create_app(
             "results": hits_as_dicts(hits),
         }
 
-    similar_body = {
-        "content": {
-            "application/json": {"schema": SimilarRequest.model_json_schema()},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "a score"},
-                        **{name: {"type": "string"} for name in ("k", "filter", "exact", "with_abc", "tune")},
-                    },
-                }
-            },
-        }
-    }
+    similar_body = upload_body(("k", "filter", "exact", "with_abc", "tune"), SimilarRequest)
 
     @app.post(
         "/similar",
@@ -205,7 +203,7 @@ def create_app(
     def similar_hits(request: Request, body: SimilarRequest) -> dict:
         if body.id is not None:
             hits = index.similar_to(body.id, body.k, exclude_self=body.exclude_self, **body.search_options())
-            return {"query": body.id, "results": hits_as_dicts(hits)}
+            return {"query": body.id, "results": public(hits_as_dicts(hits))}
         if not body.abc:
             raise HTTPException(
                 422, "give the query tune as `abc` (JSON), a `file` upload, or an indexed `id`"
@@ -215,22 +213,35 @@ def create_app(
         itself = abc if body.exclude_self else None
         options = body.search_options()
         hits = timed(request, "search", index.nearest_except, vector, body.k, abc=itself, **options)
-        return {"query": body.abc, "results": hits_as_dicts(hits)}
+        return {"query": body.abc, "results": public(hits_as_dicts(hits))}
 
     async def similar_request(request: Request) -> SimilarRequest:
         try:
             if request.headers.get("content-type", "").startswith("multipart/form-data"):
-                form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=ABC_CHARS)
-                upload = form.get("file")
-                if upload is None or isinstance(upload, str):
-                    raise HTTPException(422, "multipart request needs a `file` field (.abc, .mxl or .mid)")
-                fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
-                data = await upload.read()
-                abc = await run_in_threadpool(upload_abc, upload.filename or "upload.abc", data)
+                abc, fields = await read_upload(request)
                 return SimilarRequest(**fields, abc=abc)
             return SimilarRequest.model_validate_json(await request.body())
         except ValidationError as err:
             raise HTTPException(422, validation_details(err)) from err
+
+    async def read_upload(request: Request) -> tuple[str, dict[str, str]]:
+        """The ABC of a multipart request's `file` (MusicXML/MIDI converted), and its other fields."""
+        form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=ABC_CHARS)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(422, "multipart request needs a `file` field (.abc, .mxl or .mid)")
+        fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+        data = await upload.read()
+        return await run_in_threadpool(upload_abc, upload.filename or "upload.abc", data), fields
+
+    @app.post(
+        "/convert",
+        summary="An uploaded score as the ABC the queries read (MusicXML and MIDI converted), with its tunes",
+        openapi_extra={"requestBody": upload_body(())},
+    )
+    async def convert(request: Request) -> dict:
+        abc, _ = await read_upload(request)
+        return {"abc": abc, "titles": [tune.meta.get("title") for tune in split_tunes(abc)]}
 
     @app.post("/classify", summary="Zero-shot classification of a tune (ABC or indexed id) among text labels")
     def classify_tune(body: ClassifyRequest, request: Request) -> dict:
@@ -277,7 +288,7 @@ def create_app(
         found = index.item(item_id)
         if found is None:
             raise UnknownItemError(f"no item with id {item_id!r}")
-        return found
+        return public([found])[0]
 
     @app.get("/health", summary="Liveness, and what is served")
     def health() -> dict:
@@ -304,6 +315,29 @@ def create_app(
             allow_headers=["*"],
         )
     return app
+
+
+def upload_body(fields: tuple[str, ...], json_model: type[BaseModel] | None = None) -> dict:
+    """The OpenAPI request body of a route reading a multipart score `file` (plus string `fields`, or JSON)."""
+    properties = {
+        "file": {"type": "string", "format": "binary", "description": "a score"},
+        **{name: {"type": "string"} for name in fields},
+    }
+    content = {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": properties}}
+    }
+    if json_model is not None:
+        content = {"application/json": {"schema": json_model.model_json_schema()}, **content}
+    return {"content": content}
+
+
+def relative_source(row: dict, root: str) -> dict:
+    """The row with its `source` path relative to `root` (a file outside it: its name only)."""
+    source = row.get("source")
+    if not source:
+        return row
+    relative = source[len(root) :] if source.startswith(root) else Path(source).name
+    return {**row, "source": relative}
 
 
 def is_public(path: str) -> bool:
@@ -374,6 +408,7 @@ def serve(
     POST /classify        {"abc": "X:1 ..." | "id": "...", "labels": ["jig", "reel"] | "label_set": "meter"}
     POST /v1/embeddings   {"input": ["a jig"], "modality": "text"}   (OpenAI-shaped; modality text|abc)
     GET  /v1/facets?fields=key,meter&filter=rhythm%20=%20jig   ({"facets": {"key": [{"value", "count"}...]}})
+    POST /convert         a multipart score `file` -> {"abc": the ABC the model reads, "titles": [...]}
     GET  /items/{id}  /health  /metrics
     """
     import uvicorn

@@ -1,348 +1,156 @@
-// The clamp-index page: text search, similar music from a file, zero-shot labels, over the JSON API.
-"use strict";
+// The clamp-index page: text search with facets, similar music, zero-shot labels, over the JSON API.
+// The last text search or "more like this" is in the URL, so the back button and bookmarks work.
+import { $, api, cancel, make, showStatus } from "./api.js";
+import { stopPlayback } from "./score.js";
+import { clearResults, resultActions, showQuery } from "./results.js";
+import { labelTune, loadLabelSets } from "./tools.js";
 
-const $ = (selector, root = document) => root.querySelector(selector);
+// Metadata fields offered as dropdowns when the server answers GET /v1/facets.
+const FACETS = [["key", "Key"], ["meter", "Meter"], ["rhythm", "Rhythm"], ["origin", "Origin"],
+  ["collection", "Collection"]];
 
-/** A new element, with a class and text when given. */
-function make(tag, className = "", text = "") {
-  const element = document.createElement(tag);
-  element.className = className;
-  element.textContent = text;
-  return element;
+const searchForm = $("#search-form");
+const facetBox = $("#facets");
+
+// ---- text search, its facets and examples ----
+
+function perPage(form) {
+  return Number(form.elements.k.value) || 20;
 }
 
-// A request slower than this shows the spinner (quick ones would only flicker).
-const SPINNER_DELAY_MS = 250;
-// Header fields abcjs would print around a score; each result card shows the ones that matter instead.
-const PRINTED_HEADER_FIELD = /^[ABCDFGHNORSTWZ]:/;
-const METADATA_SHOWN = [["key", "Key"], ["meter", "Meter"], ["rhythm", "Rhythm"], ["origin", "Origin"],
-  ["composer", "Composer"]];
+/** A filter value as the filter language quotes it. */
+function quoted(value) {
+  return `"${value.replace(/[\\"]/g, "\\$&")}"`;
+}
 
-// ---- talking to the API ----
+/** The filter the search sends: the typed one and each chosen facet, joined by "and". */
+function searchFilter() {
+  const typed = searchForm.elements.filter.value.trim();
+  const facets = [...facetBox.querySelectorAll("select")].filter((select) => select.value)
+    .map((select) => `${select.dataset.field} = ${quoted(select.value)}`);
+  if (!facets.length) return typed;
+  return [typed && `(${typed})`, ...facets].filter(Boolean).join(" and "); // servers with /v1/facets parse parentheses
+}
 
-/** The JSON answer of an API route; throws an Error whose message a person can act on.
- *  A server started with --api-key answers 401: ask for the key once, keep it for this tab, retry. */
-async function api(path, { body, signal } = {}, askedForKey = false) {
-  const init = { method: body === undefined ? "GET" : "POST", signal, headers: {} };
-  if (body instanceof FormData) {
-    init.body = body;
-  } else if (body !== undefined) {
-    init.body = JSON.stringify(body);
-    init.headers["content-type"] = "application/json";
+/** The URL of the search in the form (text, typed filter, facets, page size). */
+function searchUrl() {
+  const params = new URLSearchParams({ q: searchForm.elements.text.value.trim() });
+  const typed = searchForm.elements.filter.value.trim();
+  if (typed) params.set("filter", typed);
+  for (const select of facetBox.querySelectorAll("select")) {
+    if (select.value) params.set(select.dataset.field, select.value);
   }
-  const key = sessionStorage.getItem("clamp-api-key");
-  if (key) init.headers.authorization = `Bearer ${key}`;
-  let response;
-  try {
-    response = await fetch(path, init);
-  } catch (err) {
-    if (err.name === "AbortError") throw err;
-    throw new Error("the server could not be reached. Is `clamp serve` still running?");
-  }
-  if (response.status === 401 && !askedForKey) {
-    const given = window.prompt("This server needs an API key (clamp serve --api-key):");
-    if (given) {
-      sessionStorage.setItem("clamp-api-key", given.trim());
-      return api(path, { body, signal }, true);
-    }
-  }
-  const payload = await response.json().catch(() => null);
-  if (!response.ok) throw new Error(explain(response.status, payload));
-  return payload;
+  params.set("k", String(perPage(searchForm)));
+  return `?${params}`;
 }
 
-/** An API error in plain words: FastAPI's `detail` as a sentence, validation errors field by field. */
-function explain(status, payload) {
-  const detail = payload && payload.detail;
-  if (status === 429) return "the server is busy right now. Try again in a moment.";
-  if (status === 401) return "this server needs an API key; reload the page to enter it.";
-  if (status === 413) return `that is too large for this server (${detail}).`;
-  if (Array.isArray(detail)) {
-    return detail.map((d) => {
-      const field = (d.loc || []).filter((part) => part !== "body").join(".");
-      return field ? `${field}: ${d.msg}` : d.msg;
-    }).join("; ");
-  }
-  if (typeof detail === "string" && detail) return detail;
-  return `the server answered HTTP ${status} without saying why.`;
-}
-
-// ---- one request at a time, with a spinner and readable errors ----
-
-const statusBox = $("#status");
-let inFlight = null;
-
-/** Run `task(signal)` as the page's one request: cancels the previous one, spins if slow, shows errors. */
-async function run(doing, failed, task) {
-  inFlight?.abort();
-  const controller = new AbortController();
-  inFlight = controller;
-  clearStatus();
-  const spinner = setTimeout(() => showStatus("busy", `${doing}…`), SPINNER_DELAY_MS);
-  try {
-    await task(controller.signal);
-    if (inFlight === controller) clearStatus();
-  } catch (err) {
-    if (err.name !== "AbortError") showStatus("error", `${failed}: ${err.message}`);
-  } finally {
-    clearTimeout(spinner);
-    if (inFlight === controller) inFlight = null;
-  }
-}
-
-function clearStatus() {
-  statusBox.className = "status";
-  statusBox.replaceChildren();
-}
-
-function showStatus(kind, text) {
-  statusBox.className = `status ${kind}`;
-  statusBox.replaceChildren(make("span", "", text));
-}
-
-// ---- scores and playback ----
-
-/** The tune's ABC without the header fields abcjs would print as text around the staff. */
-function musicOnly(abc) {
-  const lines = abc.split("\n");
-  const bodyStart = lines.findIndex((line) => /^K:/.test(line));
-  return lines.filter((line, i) => i >= bodyStart || !PRINTED_HEADER_FIELD.test(line)).join("\n");
-}
-
-/** Draw `abc` as an SVG score into `element`, scaled to its width; return abcjs's tune object (to play it).
-
-Lines break where the transcriber broke them: abcjs's re-wrapping fails on tunes with few bar lines. */
-function drawScore(element, abc) {
-  const score = make("div"); // abcjs sizes this one by its width, so `element` can fold it
-  element.replaceChildren(score);
-  return ABCJS.renderAbc(score, musicOnly(abc), {
-    responsive: "resize", add_classes: true, paddingtop: 4, paddingbottom: 4, paddingleft: 0, paddingright: 0,
-  })[0];
-}
-
-/** Show the first lines of a long score, with a button that unfolds the rest. */
-function foldLongScore(sheet, button) {
-  sheet.classList.add("folded");
-  if (sheet.scrollHeight <= sheet.clientHeight + 1) {
-    sheet.classList.remove("folded");
-    return;
-  }
-  button.hidden = false;
-  button.addEventListener("click", () => {
-    const folded = sheet.classList.toggle("folded");
-    button.setAttribute("aria-expanded", String(!folded));
-    button.textContent = folded ? "Whole score" : "Fold score";
+function search({ push = true } = {}) {
+  const text = searchForm.elements.text.value.trim();
+  if (!text) return;
+  const filter = searchFilter();
+  if (push) remember(searchUrl());
+  showQuery({
+    heading: `Tunes matching “${text}”`,
+    doing: "Searching",
+    failed: "Search failed",
+    perPage: perPage(searchForm),
+    fetch: (k, signal) => api("search", { body: { text, k, ...(filter && { filter }) }, signal }),
   });
 }
 
-let playing = null;
+function moreLike({ id, title }, { push = true } = {}) {
+  const name = title || "this tune";
+  if (push) remember(`?${new URLSearchParams({ like: id, title: name })}`);
+  showQuery({
+    heading: `More like “${name}”`,
+    doing: "Finding similar tunes",
+    failed: "Finding similar tunes failed",
+    perPage: perPage(searchForm),
+    fetch: (k, signal) => api("similar", { body: { id, k }, signal }),
+  }, { focus: true });
+}
 
-/** Play a drawn tune with plain Web Audio tones: works offline, unlike abcjs's sound-font synth. */
-function play(tune, button) {
-  stopPlayback();
-  const context = new AudioContext();
-  const sequence = tune.setUpAudio();
-  const secondsPerWholeNote = 240 / (sequence.tempo || 180);
-  const startAt = context.currentTime + 0.05;
-  let endAt = startAt;
-  for (const event of sequence.tracks.flat()) {
-    if (event.cmd !== "note" || !(event.duration > 0)) continue;
-    const start = startAt + event.start * secondsPerWholeNote;
-    const stop = start + event.duration * secondsPerWholeNote * 0.92;
-    tone(context, event.pitch, event.volume ?? 80, start, stop);
-    endAt = Math.max(endAt, stop);
+/** Dropdowns of the values the index holds, with counts; none when the server has no facets (404). */
+async function loadFacets() {
+  let answer;
+  try {
+    answer = await api(`v1/facets?fields=${FACETS.map(([field]) => field).join(",")}`);
+  } catch (err) {
+    if (err.status !== 404) showStatus("error", `The metadata dropdowns are unavailable: ${err.message}`);
+    return;
   }
-  button.textContent = "Stop";
-  button.setAttribute("aria-pressed", "true");
-  const timer = setTimeout(stopPlayback, (endAt - context.currentTime) * 1000 + 300);
-  playing = { context, button, timer };
+  for (const [field, name] of FACETS) {
+    const values = answer.facets?.[field] ?? [];
+    if (!values.length) continue;
+    const select = make("select");
+    select.dataset.field = field;
+    select.append(new Option("any", ""),
+      ...values.map(({ value, count }) => new Option(`${value} (${count.toLocaleString()})`, value)));
+    select.addEventListener("change", () => search());
+    const label = make("label", "facet", name);
+    label.append(select);
+    facetBox.append(label);
+  }
+  facetBox.hidden = !facetBox.children.length;
 }
 
-function tone(context, pitch, volume, start, stop) {
-  const oscillator = context.createOscillator();
-  const gain = context.createGain();
-  oscillator.type = "triangle";
-  oscillator.frequency.value = 440 * 2 ** ((pitch - 69) / 12);
-  gain.gain.setValueAtTime(0, start);
-  gain.gain.linearRampToValueAtTime((0.3 * volume) / 127, start + 0.01);
-  gain.gain.setTargetAtTime(0, stop - 0.02, 0.02);
-  oscillator.connect(gain).connect(context.destination);
-  oscillator.start(start);
-  oscillator.stop(stop + 0.1);
-}
-
-function stopPlayback() {
-  if (!playing) return;
-  clearTimeout(playing.timer);
-  playing.context.close();
-  playing.button.textContent = "Play";
-  playing.button.setAttribute("aria-pressed", "false");
-  playing = null;
-}
-
-// ---- results (search and similar) ----
-
-const resultsBox = $("#results");
-const searchForm = $("#search-form");
-
-/** Show ranked hits as cards: title, cosine, metadata, score, and what to do next. */
-function showResults(heading, hits, { focus = false } = {}) {
-  stopPlayback();
-  $("#results-title").textContent = hits.length ? heading : `${heading}: nothing found`;
-  const list = $("#result-list");
-  list.replaceChildren(...hits.map(resultCard));
-  resultsBox.hidden = false;
-  for (const [i, card] of [...list.children].entries()) {
-    const tune = drawScore($(".sheet", card), hits[i].abc);
-    foldLongScore($(".sheet", card), $(".unfold", card));
-    $(".play", card).addEventListener("click", (event) => {
-      if (playing?.button === event.currentTarget) stopPlayback();
-      else play(tune, event.currentTarget);
+/** Example queries in the model's own words: each built-in label set's prompt with one of its labels. */
+function showExamples(labelSets) {
+  const examples = Object.values(labelSets).map(
+    ({ template, labels }, i) => template.replace("{}", labels[i % labels.length]),
+  );
+  const box = $("#examples");
+  for (const text of examples) {
+    const chip = make("button", "example", text);
+    chip.type = "button";
+    chip.addEventListener("click", () => {
+      searchForm.elements.text.value = text;
+      search();
     });
+    box.append(chip);
   }
-  if (focus) $("#results-title").focus();
-}
-
-function resultCard(hit, rank) {
-  const card = $("#result-template").content.firstElementChild.cloneNode(true);
-  const title = hit.title || "Untitled";
-  $(".rank", card).textContent = `${rank + 1}`;
-  $(".title", card).textContent = title;
-  $(".similarity", card).textContent = `cosine ${hit.score.toFixed(3)}`;
-  const meta = $(".meta", card);
-  for (const [field, name] of METADATA_SHOWN) {
-    if (!hit[field]) continue;
-    const item = make("div");
-    item.append(make("dt", "", name), make("dd", "", hit[field]));
-    meta.append(item);
-  }
-  const file = (hit.source || "").split(/[\\/]/).pop();
-  $(".origin-file", card).textContent = `${file} · tune ${hit.tune_index}`;
-  $(".more", card).addEventListener("click", () => moreLike(hit.id, title));
-  $(".labels", card).addEventListener("click", () => labelTune(hit.abc));
-  return card;
-}
-
-function resultCount(form) {
-  return Number(form.elements.k.value) || 10;
+  box.hidden = !examples.length;
 }
 
 searchForm.addEventListener("submit", (event) => {
   event.preventDefault();
-  const text = searchForm.elements.text.value.trim();
-  const filter = searchForm.elements.filter.value.trim();
-  const body = { text, k: resultCount(searchForm), with_abc: true, ...(filter && { filter }) };
-  run("Searching", "Search failed", async (signal) => {
-    const answer = await api("search", { body, signal });
-    showResults(`Tunes matching “${text}”`, answer.results);
-  });
+  search();
 });
 
-function moreLike(id, title) {
-  const body = { id, k: resultCount(searchForm), with_abc: true };
-  run("Finding similar tunes", "Finding similar tunes failed", async (signal) => {
-    const answer = await api("similar", { body, signal });
-    showResults(`More like “${title}”`, answer.results, { focus: true });
-  });
+// ---- the URL: what is shown, so that back, forward and bookmarks work ----
+
+/** A new entry in the browser's history for a query (none when it repeats the one shown). */
+function remember(search) {
+  if (search !== location.search) history.pushState(null, "", search);
 }
 
-const similarForm = $("#similar-form");
-similarForm.addEventListener("submit", (event) => {
-  event.preventDefault();
-  const upload = new FormData(similarForm);
-  upload.set("with_abc", "true");
-  const name = upload.get("file").name;
-  run(`Reading ${name} and finding similar music`, `Finding music like ${name} failed`, async (signal) => {
-    const answer = await api("similar", { body: upload, signal });
-    const tune = Number(upload.get("tune"));
-    showResults(`Music like ${name}${tune ? ` (tune ${tune})` : ""}`, answer.results);
-  });
-});
-
-// ---- zero-shot labels ----
-
-const classifyForm = $("#classify-form");
-let labelSets = {};
-
-async function loadLabelSets() {
-  try {
-    labelSets = await api("label-sets");
-  } catch (err) {
-    classifyForm.elements.source.value = "own";
-    $("#label-set-hint").textContent = `Built-in label sets are unavailable: ${err.message}`;
-    return;
+/** Show what the URL says: a search (q, filter, facets, k), more like a tune (like, title), or nothing. */
+function followUrl() {
+  const params = new URLSearchParams(location.search);
+  const fields = searchForm.elements;
+  fields.text.value = params.get("q") ?? "";
+  fields.filter.value = params.get("filter") ?? "";
+  fields.k.value = params.get("k") ?? fields.k.defaultValue;
+  for (const select of facetBox.querySelectorAll("select")) {
+    const value = params.get(select.dataset.field) ?? "";
+    if (value && ![...select.options].some((option) => option.value === value)) select.append(new Option(value));
+    select.value = value;
   }
-  const select = $("#label-set");
-  select.replaceChildren(...Object.keys(labelSets).map((name) => new Option(name, name)));
-  showLabelSetHint();
-}
-
-function showLabelSetHint() {
-  const chosen = labelSets[$("#label-set").value];
-  const hint = chosen ? `“${chosen.template}” with ${chosen.labels.join(", ")}` : "";
-  $("#label-set-hint").textContent = hint;
-}
-
-/** Which labels to rank, as /classify takes them: a built-in set, or the person's labels and template. */
-function labelChoice() {
-  const fields = classifyForm.elements;
-  if (fields.source.value === "set") return { label_set: fields.label_set.value };
-  const labels = fields.labels.value.split(",").map((label) => label.trim()).filter(Boolean);
-  return { labels, template: fields.template.value };
-}
-
-function classifyTune() {
-  const abc = classifyForm.elements.abc.value;
-  const choice = labelChoice();
-  if (choice.labels && !choice.labels.length) {
-    showStatus("error", "Ranking labels failed: write at least one label, separated by commas.");
-    return;
+  if (params.has("q") || params.has("like")) selectTab($("#tab-search"));
+  if (params.has("q")) search({ push: false });
+  else if (params.has("like")) moreLike({ id: params.get("like"), title: params.get("title") }, { push: false });
+  else {
+    cancel();
+    clearResults();
   }
-  run("Ranking labels", "Ranking labels failed", async (signal) => {
-    const answer = await api("classify", { body: { abc, ...choice }, signal });
-    $("#classify-output").hidden = false;
-    const title = abc.match(/^T:\s*(.+)$/m);
-    $("#classify-title").textContent = title ? `Labels for “${title[1].trim()}”` : "Labels for this tune";
-    drawScore($("#classify-score"), abc);
-    showBars(answer.results);
-  });
 }
 
-/** Ranked labels as bars, the longest for the most probable; widths relative to the best label. */
-function showBars(hits) {
-  const best = Math.max(...hits.map((hit) => hit.prob));
-  $("#label-bars").replaceChildren(...hits.map((hit) => {
-    const row = make("li", "bar");
-    row.title = `cosine ${hit.score.toFixed(4)}`;
-    const track = make("span", "bar-track");
-    const fill = make("span", "bar-fill");
-    fill.style.width = `${(100 * hit.prob) / best}%`;
-    track.append(fill);
-    const percent = make("span", "bar-value", `${(100 * hit.prob).toFixed(1)}%`);
-    row.append(make("span", "bar-label", hit.id), track, percent);
-    return row;
-  }));
-}
-
-function labelTune(abc) {
-  classifyForm.elements.abc.value = abc;
+window.addEventListener("popstate", followUrl);
+resultActions.moreLike = moreLike;
+resultActions.labelTune = (abc) => {
   selectTab($("#tab-classify"));
-  classifyTune();
-}
-
-classifyForm.addEventListener("submit", (event) => {
-  event.preventDefault();
-  classifyTune();
-});
-$("#label-set").addEventListener("change", () => {
-  classifyForm.elements.source.value = "set";
-  showLabelSetHint();
-});
-for (const field of ["labels", "template"]) {
-  classifyForm.elements[field].addEventListener("input", () => {
-    classifyForm.elements.source.value = "own";
-  });
-}
+  labelTune(abc);
+};
 
 // ---- tabs (arrow keys move between them) and shortcuts ----
 
@@ -355,7 +163,7 @@ function selectTab(tab) {
     other.tabIndex = selected ? 0 : -1;
     $(`#${other.getAttribute("aria-controls")}`).hidden = !selected;
   }
-  resultsBox.classList.toggle("off-tab", tab.id === "tab-classify");
+  $("#results").classList.toggle("off-tab", tab.id === "tab-classify");
 }
 
 for (const tab of tabs) {
@@ -378,13 +186,12 @@ document.addEventListener("keydown", (event) => {
     selectTab($("#tab-search"));
     $("#search-text").focus();
   } else if (event.key === "Escape") {
-    inFlight?.abort();
-    clearStatus();
+    cancel();
     stopPlayback();
   }
 });
 
-// ---- what is served ----
+// ---- what is served; then the query in the URL ----
 
 api("health").then(
   (health) => {
@@ -393,4 +200,6 @@ api("health").then(
   },
   (err) => showStatus("error", `The server's health check failed: ${err.message}`),
 );
-loadLabelSets();
+showExamples(await loadLabelSets()); // first: on a server with an API key it asks for the key
+await loadFacets();
+if (location.search) followUrl(); // a bookmark, or a reload after a query

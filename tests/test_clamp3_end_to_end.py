@@ -1,0 +1,82 @@
+"""A CLaMP 3-layout checkpoint (tiny, random weights) through export -> embed -> index build -> search,
+answering Russian and Chinese queries; the windowed towers equal PyTorch's window-averaged features."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from helpers import real_tunes
+from m3_helpers import tiny_m3_family, write_m3_checkpoint
+
+from exporter.checkpoint import load_model
+from exporter.parity import torch_reference
+from runtime.cli import main
+from runtime.model.encoder import Encoder
+
+
+def clamp(*args) -> str:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clamp3")
+    torch.manual_seed(0)
+    family = tiny_m3_family("clamp3-c2", max_patches=8)  # 8-patch windows: real tunes need several
+    from exporter.model import CLaMP
+
+    checkpoint = write_m3_checkpoint(root / "ckpt", CLaMP(family).eval(), family)
+    (checkpoint / "config.json").write_text(json.dumps(family))
+    clamp("export", "--model", checkpoint, "--out", root / "model")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    (corpus / "tunes.abc").write_text("\n\n".join(real_tunes()))
+    clamp("embed", corpus, "--model", root / "model", "--out", root / "shards", "--workers", 0, "--quiet")
+    clamp("index", "build", root / "shards", "--out", root / "index")
+    return root, family
+
+
+def test_export_records_m3_preprocessing_and_passes_parity(pipeline):
+    root, _ = pipeline
+    config = json.loads((root / "model" / "config.json").read_text())
+    assert config["music"]["preprocessing"] == "m3-clamp3"
+    assert config["text"] == {**config["text"], "transliterate": False, "long_texts": "segment-average"}
+    parity = json.loads((root / "model" / "manifest.json").read_text())["parity"]
+    assert parity["fp32"]["music"]["min_cosine"] > 0.99999 and parity["fp32"]["text"]["min_cosine"] > 0.99999
+    assert parity["samples"]["tunes"] >= 20
+
+
+@pytest.mark.parametrize("query", ["русская народная песня", "一首欢快的中国民歌"])
+def test_non_latin_queries_are_answered_end_to_end(pipeline, query):
+    root, _ = pipeline
+    out = clamp("search", query, "--index", root / "index", "--model", root / "model", "-k", 3, "--json")
+    answer = json.loads(out)
+    assert answer["query"] == query and len(answer["results"]) == 3
+
+
+def test_queries_are_not_transliterated(pipeline):
+    root, _ = pipeline
+    encoder = Encoder.open(root / "model")
+    chinese, pinyin = encoder.embed_texts(["一首欢快的中国民歌", "Yi Shou Huan Kuai De Zhong Guo Min Ge"])
+    assert float(chinese @ pinyin) < 0.999
+
+
+def test_windowed_runtime_equals_pytorch_window_averages(pipeline):
+    root, family = pipeline
+    model, family, tokenizer_json = load_model(root / "ckpt")
+    tunes = list(real_tunes()[-2:])  # the longest: many 8-patch windows
+    texts = ["a long description " * 12, "короткий"]  # 12x3 words > 16 tokens: windowed
+    reference = torch_reference(model, family, tokenizer_json, texts, tunes)
+    encoder = Encoder.open(root / "model")
+    music = encoder.embed_abc(tunes)
+    text = encoder.embed_texts(texts)
+    unit = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
+    assert np.allclose(music, unit(reference["music"]), atol=1e-5)
+    assert np.allclose(text, unit(reference["text"]), atol=1e-5)
+    assert len(encoder.profile.abc_patches(tunes[-1], None)) > 3 * family["music"]["max_patches"]
