@@ -186,7 +186,7 @@ def create_app(
             "query": body.text,
             "mode": mode,
             "no_match_better_than_chance": no_better_than_chance(hits),
-            "results": hits_as_dicts(hits),
+            "results": public(hits_as_dicts(hits)),
         }
 
     similar_body = upload_body(("k", "filter", "exact", "with_abc", "tune"), SimilarRequest)
