@@ -171,7 +171,8 @@ class ItemStore:
 
         Of sorted strings, the first and last share exactly the prefix common to all: one scan, no list.
         """
-        low, high = self._conn().execute("SELECT MIN(source), MAX(source) FROM items").fetchone()
+        with self._reading():
+            low, high = self._conn().execute("SELECT MIN(source), MAX(source) FROM items").fetchone()
         if low is None:
             return ""
         prefix = os.path.commonprefix([low, high]) if low != high else low

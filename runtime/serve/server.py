@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -120,11 +121,11 @@ def create_app(
     metrics = Metrics()
     in_flight = {"n": 0}
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # inside `guard`, which is added after it
-    source_root = index.items.source_root()
+    source_root = cache(index.items.source_root)  # read on first use: damage then answers a 503, not a crash
 
     def public(rows: list[dict]) -> list[dict]:
         """Rows as the API shows them: `source` relative to the corpus root, never the server's own path."""
-        return [relative_source(row, source_root) for row in rows]
+        return [relative_source(row, source_root()) for row in rows]
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
