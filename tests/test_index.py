@@ -17,6 +17,7 @@ from indexer.index_build import build_index
 from indexer.reader import TuneRecord
 from indexer.shards import ShardWriter, rows_table, shard_files, shard_schema, shards_metadata
 from runtime.music.abc import split_tunes
+from runtime.music.metadata import CANONICAL_FIELDS
 from runtime.model.encoder import Encoder
 from runtime.search.index import Index, ModelMismatchError, read_manifest
 from runtime.search.items import ItemStore, ItemWriter
@@ -122,7 +123,8 @@ def test_similar_to_an_indexed_tune_and_item_lookup(index):
 )
 def test_the_source_root_is_the_folder_all_sources_share(tmp_path, sources, root):
     writer = ItemWriter(tmp_path / "items.sqlite")
-    writer.add((i, f"id{i}", source, 0, *[None] * 6, "{}", "") for i, source in enumerate(sources))
+    blank = [None] * len(CANONICAL_FIELDS)
+    writer.add((i, f"id{i}", source, 0, *blank, "{}", "") for i, source in enumerate(sources))
     writer.finish()
     assert ItemStore(tmp_path / "items.sqlite").source_root() == root
 
