@@ -1,16 +1,18 @@
 """Serving benchmark: the real `clamp serve` under a bounded load on loopback; throughput, latency, memory.
 
-Starts `clamp serve` as a subprocess on a free 127.0.0.1 port, exactly as a user runs it, and waits for
-/health. Then, for each --mix scenario (default: text search, similar-by-id and zero-shot classify, each
-alone), sends --requests POSTs with --concurrency in flight over keep-alive connections (after --warmup
-unmeasured ones) and reports client-side latency p50/p90/p99/max, throughput, errors (a status other than
-2xx, or a transport error) and the server's resident memory (VmRSS before and after, peak VmHWM) from /proc.
-Finally, one client sends text searches one at a time: the end-to-end "text query p50" over HTTP, the
-server's own share (its Server-Timing header) and Index.search_text in this process, so HTTP's cost shows.
+Starts two `clamp serve` subprocesses on free 127.0.0.1 ports, exactly as a user runs them, and waits for
+/health: "batched" (the defaults: micro-batches of queries, runtime/serve/batching.py) and "unbatched"
+(`--max-batch 1 --batch-wait-ms 0`: every input encoded alone, as before batching). Then, for each --mix
+scenario (default: text search, similar-by-id and zero-shot classify, each alone) and each server in turn,
+sends --requests POSTs with --concurrency in flight over keep-alive connections (after --warmup unmeasured
+ones) and reports client-side latency p50/p95/p99/max, throughput, errors (a status other than 2xx, or a
+transport error) and the server's resident memory (VmRSS before and after, peak VmHWM) from /proc. Then
+one client sends text searches one at a time to each server: the end-to-end "text query p50" over HTTP,
+the server's own share (its Server-Timing header) and Index.search_text in this process, so HTTP's cost
+shows. Both servers share the machine and one run, so compare them by their ratios.
 
-The server gets `--max-concurrency` = --concurrency (its default, 4, would answer the load with 429) and an
-API key through $CLAMP_API_KEY, as in production, and --precision (default auto: fp32 on CPU), which the
-in-process comparison uses too.
+The servers get `--max-concurrency` = --concurrency, an API key through $CLAMP_API_KEY, as in production,
+and --precision (default auto: fp32 on CPU), which the in-process comparison uses too.
 
     python bench/bench_serving.py                                   # build/index from `make demo`
     python bench/bench_serving.py --requests 500 --mix search:8,similar:1,classify:1
@@ -28,7 +30,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,8 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from runtime.model.encoder import available_cores  # noqa: E402
-from runtime.search.index import Index, read_manifest, resolve_model_dir  # noqa: E402
 from runtime.model.modeldir import PRECISIONS  # noqa: E402
+from runtime.search.index import Index, read_manifest, resolve_model_dir  # noqa: E402
 from tests.serving import free_port  # noqa: E402
 
 TEXT_QUERIES = [
@@ -69,6 +71,7 @@ ROUTES = {"search": "/search", "similar": "/similar", "classify": "/classify"}
 DEFAULT_MIXES = ["search", "similar", "classify"]
 LABEL_SET = "tune-type"
 POOL = 256  # distinct tunes drawn for similar-by-id and classify
+SERVERS = {"batched": [], "unbatched": ["--max-batch", "1", "--batch-wait-ms", "0"]}
 
 
 @dataclass
@@ -104,12 +107,12 @@ def clamp_command() -> list[str]:
 
 @contextmanager
 def clamp_serve(
-    index_dir: Path, model_dir: Path, concurrency: int, key: str, precision: str
+    index_dir: Path, model_dir: Path, concurrency: int, key: str, precision: str, options: list[str]
 ) -> Iterator[tuple[str, int]]:
     """`clamp serve` on a free loopback port: (its URL, its pid) once /health answers; stopped on exit."""
     port = free_port()
     command = [*clamp_command(), "serve", "--index", str(index_dir), "--model", str(model_dir)]
-    command += ["--precision", precision]
+    command += ["--precision", precision, *options]
     command += ["--port", str(port), "--max-concurrency", str(concurrency)]
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as work:
@@ -211,8 +214,8 @@ def mix_name(mix: dict[str, float]) -> str:
 def quantiles(ms: list[float]) -> str:
     if not ms:
         return "| – | – | – | – |"
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return f"| {p50:.2f} | {p90:.2f} | {p99:.2f} | {max(ms):.2f} |"
+    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+    return f"| {p50:.2f} | {p95:.2f} | {p99:.2f} | {max(ms):.2f} |"
 
 
 def in_process_ms(index: Index, k: int, n: int) -> list[float]:
@@ -226,14 +229,15 @@ def in_process_ms(index: Index, k: int, n: int) -> list[float]:
 
 
 def scenario_row(url: str, key: str, pid: int, requests: list, warmup: list, concurrency: int) -> tuple:
-    """One scenario under load: its table cells from `| requests` on, and its errors."""
+    """One scenario under load: its table cells from `| requests` on, its req/s and its errors."""
     asyncio.run(load(url, key, warmup, concurrency))
     before = memory_mib(pid)
     run = asyncio.run(load(url, key, requests, concurrency))
     after = memory_mib(pid)
     rss = f"{before['VmRSS']:.0f} → {after['VmRSS']:.0f} | {after['VmHWM']:.0f}"
-    cells = f"| {len(requests):,} | {sum(run.errors.values())} | {len(requests) / run.seconds:.1f} "
-    return cells + f"{quantiles(run.latencies_ms)} {rss} |", run.errors
+    rate = len(requests) / run.seconds
+    cells = f"| {len(requests):,} | {sum(run.errors.values())} | {rate:.1f} "
+    return cells + f"{quantiles(run.latencies_ms)} {rss} |", rate, run.errors
 
 
 def parse_args() -> argparse.Namespace:
@@ -268,51 +272,84 @@ def main() -> None:
     encoder = index.require_encoder()
     rng = np.random.default_rng(0)
     pools = request_pools(index, args.k, rng)
-    local_ms = in_process_ms(index, args.k, args.sequential)  # before the server starts: an idle machine
+    local_ms = in_process_ms(index, args.k, args.sequential)  # before the servers start: an idle machine
     key, errors = secrets.token_urlsafe(16), Counter()
-    with clamp_serve(index_dir, model_dir, args.concurrency, key, args.precision) as (url, pid):
+    with ExitStack() as stack:
+        servers = {
+            name: stack.enter_context(
+                clamp_serve(index_dir, model_dir, args.concurrency, key, args.precision, options)
+            )
+            for name, options in SERVERS.items()
+        }
         print(f"# clamp serve under load: {len(index):,} tunes, model {index.manifest.get('model_name')}\n")
         print(f"- index {index_dir}, model dir {model_dir}")
-        print(
-            f"- server: `clamp serve --index … --model … --precision {args.precision} --max-concurrency "
-            f"{args.concurrency}` (pid {pid}; "
-            "its default of 4 would answer this load with 429), API key via $CLAMP_API_KEY, access log on"
-        )
+        for name, (_, pid) in servers.items():
+            command = " ".join(
+                ["clamp serve --index … --model …", f"--precision {args.precision}"]
+                + [f"--max-concurrency {args.concurrency}", *SERVERS[name]]
+            )
+            print(f"- {name} server: `{command}` (pid {pid}), API key via $CLAMP_API_KEY, access log on")
         precisions = ", ".join(f"{tower} {p}" for tower, p in encoder.precisions.items())
         print(f"- encoder: {encoder.provider}, {precisions}")
         print(
             f"- client: httpx {httpx.__version__} AsyncClient, keep-alive, {args.concurrency} in flight, "
-            f"{args.warmup} warm-up requests per scenario; {available_cores()} cores shared with the server"
+            f"{args.warmup} warm-up requests per scenario; {available_cores()} cores shared with the servers"
         )
-        print(f"- server RSS after start, before any query: {memory_mib(pid)['VmRSS']:.0f} MiB\n")
-        print("| scenario | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms ", end="")
-        print("| server RSS before → after MiB | server peak RSS MiB |\n" + "|---" * 10 + "|")
+        rss = ", ".join(f"{name} {memory_mib(pid)['VmRSS']:.0f}" for name, (_, pid) in servers.items())
+        print(f"- server RSS after start, before any query: {rss} MiB\n")
+        print(
+            "| server | scenario | concurrency | requests | errors | req/s | p50 ms | p95 ms | p99 ms ",
+            end="",
+        )
+        print("| max ms | server RSS before → after MiB | server peak RSS MiB |\n" + "|---" * 12 + "|")
+        rates: dict[tuple[str, str], float] = {}
         for mix in args.mix or [parse_mix(m) for m in DEFAULT_MIXES]:
             requests, warmup = (draw(pools, mix, n, rng) for n in (args.requests, args.warmup))
-            cells, seen = scenario_row(url, key, pid, requests, warmup, args.concurrency)
-            print(f"| {mix_name(mix)} {cells}")
-            errors += seen
+            for name, (url, pid) in servers.items():
+                cells, rates[name, mix_name(mix)], seen = scenario_row(
+                    url, key, pid, requests, warmup, args.concurrency
+                )
+                print(f"| {name} | {mix_name(mix)} | {args.concurrency} {cells}")
+                errors += seen
         searches = draw(pools, {"search": 1}, args.sequential + 20, rng)
-        one = asyncio.run(load(url, key, searches, 1))
-        metrics = httpx.get(f"{url}/metrics", headers={"authorization": f"Bearer {key}"}).json()
-    errors += one.errors
-    rows = [("HTTP POST /search, end to end (client)", one.latencies_ms[20:])]
-    rows += [
-        (
-            f"server side: {stage} (Server-Timing)",
-            [t[stage] for t in one.server_timings_ms[20:] if stage in t],
-        )
-        for stage in ("total", "encode", "search")
-    ]
-    print(f"\n| text search, one client ({args.sequential} requests) | p50 ms | p90 ms | p99 ms | max ms |")
+        alone = {name: asyncio.run(load(url, key, searches, 1)) for name, (url, _) in servers.items()}
+        for name, run in alone.items():
+            ms = run.latencies_ms[20:]
+            rate = len(ms) / (sum(ms) / 1000)
+            rss = memory_mib(servers[name][1])
+            print(
+                f"| {name} | search, one client | 1 | {len(ms):,} | {sum(run.errors.values())} | {rate:.1f} "
+                f"{quantiles(ms)} – | {rss['VmHWM']:.0f} |"
+            )
+            errors += run.errors
+        metrics = {
+            name: httpx.get(f"{url}/metrics", headers={"authorization": f"Bearer {key}"}).json()
+            for name, (url, _) in servers.items()
+        }
+    print()
+    for scenario in dict.fromkeys(s for _, s in rates):
+        ratio = rates["batched", scenario] / rates["unbatched", scenario]
+        print(f"- {scenario} at concurrency {args.concurrency}: batched / unbatched req/s = {ratio:.2f}")
+    p50 = {name: np.percentile(run.latencies_ms[20:], 50) for name, run in alone.items()}
+    print(f"- search, one client: batched / unbatched p50 = {p50['batched'] / p50['unbatched']:.2f}")
+    print(f"\n| text search, one client ({args.sequential} requests) | p50 ms | p95 ms | p99 ms | max ms |")
     print("|---" * 5 + "|")
-    for name, ms in [*rows, ("in-process Index.search_text", local_ms)]:
-        print(f"| {name} {quantiles(ms)}")
-    routes = metrics["routes"].values()
-    print(
-        f"\nserver /metrics: {sum(r['requests'] for r in routes):,} requests (warm-ups included), "
-        f"{sum(r['errors'] for r in routes)} errors, {sum(r['rejected'] for r in routes)} rejected (429)"
-    )
+    for name, run in alone.items():
+        timings = run.server_timings_ms[20:]
+        rows = [(f"{name}: HTTP POST /search, end to end (client)", run.latencies_ms[20:])]
+        rows += [
+            (f"{name}: server side, {stage} (Server-Timing)", [t[stage] for t in timings if stage in t])
+            for stage in ("total", "queue", "encode", "search")
+        ]
+        for row, ms in rows:
+            print(f"| {row} {quantiles(ms)}")
+    print(f"| in-process Index.search_text {quantiles(local_ms)}")
+    for name, seen in metrics.items():
+        routes = seen["routes"].values()
+        print(
+            f"\n{name} server /metrics: {sum(r['requests'] for r in routes):,} requests (warm-ups included), "
+            f"{sum(r['errors'] for r in routes)} errors, {sum(r['rejected'] for r in routes)} rejected (429)"
+        )
     if errors:
         print(f"client errors: {dict(errors)}")
         sys.exit(1)

@@ -109,6 +109,12 @@ def classify_vector(
     encoder: Embedder, music: np.ndarray, labels: Sequence[str], template: str = DEFAULT_TEMPLATE
 ) -> list[Hit]:
     """Zero-shot classification of one music vector [1, dim] (encoded, or an indexed item's)."""
+    labels, prompts = label_prompts(labels, template)
+    return rank_labels(labels, prompts, encoder.embed_texts(prompts), music)
+
+
+def label_prompts(labels: Sequence[str], template: str = DEFAULT_TEMPLATE) -> tuple[list[str], list[str]]:
+    """The labels (blank ones left out) and their prompts; ValueError saying what to fix."""
     if "{}" not in template:
         raise ValueError(
             f"template {excerpt(template)!r} needs a {{}} where the label goes, e.g. {DEFAULT_TEMPLATE!r}"
@@ -116,9 +122,15 @@ def classify_vector(
     labels = [label.strip() for label in labels if label.strip()]
     if not labels:
         raise ValueError("no labels to classify with: give at least one label")
-    prompts = [template.replace("{}", label) for label in labels]
-    keys = KeySet(labels, encoder.embed_texts(prompts), [{"text": p} for p in prompts])
-    return keys.search(music, 0)[0]
+    return labels, [template.replace("{}", label) for label in labels]
+
+
+def rank_labels(
+    labels: list[str], prompts: list[str], prompt_vectors: np.ndarray, music_vector: np.ndarray
+) -> list[Hit]:
+    """classify's ranking, from vectors embedded elsewhere too (the server's batches)."""
+    keys = KeySet(labels, np.asarray(prompt_vectors), [{"text": p} for p in prompts])
+    return keys.search(np.atleast_2d(music_vector), 0)[0]
 
 
 def text_keys(encoder: Embedder, texts: Sequence[str]) -> KeySet:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,12 +16,19 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from runtime.cli import InRange, precision_option
+from runtime.music.abc import split_tunes
 from runtime.search.calibration import no_better_than_chance
 from runtime.search.hits import facets_as_dict, hits_as_dicts
 from runtime.search.hybrid import resolve_mode
 from runtime.search.index import DEFAULT_FACET_FIELDS, DEFAULT_FACET_TOP, Index, UnknownItemError
-from runtime.music.abc import split_tunes
-from runtime.search.keys import DEFAULT_TEMPLATE, classify, label_set, read_music, upload_abc
+from runtime.search.keys import (
+    DEFAULT_TEMPLATE,
+    label_prompts,
+    label_set,
+    rank_labels,
+    read_music,
+    upload_abc,
+)
 from runtime.search.limits import (
     ABC_CHARS,
     CONCURRENCY,
@@ -33,13 +39,16 @@ from runtime.search.limits import (
     TUNE,
     K,
 )
+from runtime.serve.batching import Ask, Batcher, BatchSettings, Search, Towers
 from runtime.serve.errors import QueryText, install_error_handlers, limited, validation_details
-from runtime.serve.guards import ApiKey, BodyLimit, Metrics, route_of
+from runtime.serve.guards import Admission, ApiKey, Metrics, Slots, route_of, stages_of
 from runtime.serve.web import add_web_page
 
 MAX_BODY_BYTES = 2 << 20
 MAX_INPUTS = 256
 REQUEST_TIMEOUT_S = 30.0
+BODY_TIMEOUT_S = 10.0
+MAX_CONCURRENCY = 64
 MAX_FORM_FIELDS = 16
 # Open without the API key: liveness, and the web page's files (no data in them; its queries need the key).
 PUBLIC_PATHS = ("/health", "/")
@@ -57,6 +66,9 @@ class QueryOptions(BaseModel):
 
     def search_options(self) -> dict[str, Any]:
         return {"filter": self.filter, "exact": self.exact, "with_abc": self.with_abc}
+
+    def search(self, exclude_abc: str | None = None, text: str | None = None, mode: str = "vector") -> Search:
+        return Search(self.k, self.search_options(), exclude_abc, text, mode)
 
 
 class SearchRequest(QueryOptions):
@@ -100,95 +112,73 @@ class EmbeddingsRequest(BaseModel):
 
 def create_app(
     index: Index,
-    max_concurrency: int = 4,
+    max_concurrency: int = MAX_CONCURRENCY,
     max_body_bytes: int = MAX_BODY_BYTES,
     *,
     api_key: str | None = None,
     cors_origins: tuple[str, ...] = (),
     request_timeout: float = REQUEST_TIMEOUT_S,
+    body_timeout: float = BODY_TIMEOUT_S,
+    batching: BatchSettings | None = None,
 ) -> FastAPI:
-    """The HTTP API over one open index (and its model).
+    """The HTTP API over one open index (and its model), encoding in batches (runtime.serve.batching).
 
-    Guards, outermost first: CORS (off unless origins are given), the API key (when one is given), the
-    request timeout, bounded concurrency (429) with metrics, the body limit (413).
+    Guards, outermost first: CORS (off unless origins are given), the API key (when one is given), then
+    admission (runtime.serve.guards.Admission): the body (408, 413), a slot (429), the time limit (503).
     """
+    slots = Slots(max_concurrency)
+    towers = Towers.of(index, batching or BatchSettings(), in_flight=lambda: slots.taken)
     app = FastAPI(
         title="clamp-index",
         summary="Cross-modal symbolic music retrieval with CLaMP.",
         docs_url=None,  # add_web_page serves /docs from vendored files; FastAPI's pages load CDNs
         redoc_url=None,
+        lifespan=towers.lifespan,
     )
     metrics = Metrics()
-    in_flight = {"n": 0}
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # inside `guard`, which is added after it
+    app.add_middleware(
+        Admission,
+        slots=slots,
+        metrics=metrics,
+        route=lambda path: route_of(path, app.state.routes),
+        max_bytes=max_body_bytes,
+        body_timeout=body_timeout,
+        request_timeout=request_timeout,
+    )
     source_root = cache(index.items.source_root)  # read on first use: damage then answers a 503, not a crash
 
     def public(rows: list[dict]) -> list[dict]:
         """Rows as the API shows them: `source` relative to the corpus root, never the server's own path."""
         return [relative_source(row, source_root()) for row in rows]
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        """Bounded concurrency (429 when full), a time limit (503), metrics and a Server-Timing header."""
-        started = time.perf_counter()
-        if request.method == "POST" and in_flight["n"] >= max_concurrency:
-            response = JSONResponse(
-                {"detail": "server busy: retry shortly"}, status_code=429, headers={"Retry-After": "1"}
-            )
-        else:
-            in_flight["n"] += request.method == "POST"
-            try:  # a slow client or a stuck query gives up its slot; the encoder thread runs out on its own
-                response = await asyncio.wait_for(call_next(request), request_timeout)
-            except asyncio.TimeoutError:
-                response = JSONResponse(
-                    {"detail": f"request took longer than {request_timeout:g} s"},
-                    status_code=503,
-                    headers={"Retry-After": "1"},
-                )
-            finally:
-                in_flight["n"] -= request.method == "POST"
-        seconds = time.perf_counter() - started
-        metrics.record(route_of(request.url.path, app.state.routes), response.status_code, seconds)
-        stages = getattr(request.state, "timings", {})
-        response.headers["Server-Timing"] = ", ".join(
-            f"{name};dur={took * 1000:.2f}" for name, took in {**stages, "total": seconds}.items()
-        )
-        return response
-
     install_error_handlers(app)
 
-    def timed(request: Request, stage: str, fn, *args, **kwargs):
-        """fn(*args, **kwargs), its duration noted for the Server-Timing header."""
-        started = time.perf_counter()
-        result = fn(*args, **kwargs)
-        request.state.timings = {
-            **getattr(request.state, "timings", {}),
-            stage: time.perf_counter() - started,
-        }
-        return result
-
-    def search_response(request: Request, query: str, vector: np.ndarray, options: QueryOptions) -> dict:
-        hits = timed(request, "search", index.search_vectors, vector, options.k, **options.search_options())[
-            0
-        ]
-        return {"query": query, "results": public(hits_as_dicts(hits))}
+    async def encoded(tower: Batcher, request: Request, values: list, search: Search | None = None) -> list:
+        """One result per value from the tower's batches: its vector, or its hits when `search` is given."""
+        index.require_encoder()  # no model: 503 before queueing
+        return await tower.submit([Ask(value, search) for value in values], stages_of(request.scope))
 
     @app.post("/search", summary="Text search: tunes whose music or metadata match a description")
-    def search(body: SearchRequest, request: Request) -> dict:
+    async def search(body: SearchRequest, request: Request) -> JSONResponse:
         """Hits say which side found them (`found_by`) and their `z`; `no_match_better_than_chance` is
         true when the best of them scores no higher than texts unrelated to music do on this index."""
         mode = resolve_mode(index, body.mode)
-        vector = None
-        if mode != "keyword":
-            vector = timed(request, "encode", index.require_encoder().embed_texts, [body.text])
-        options = {**body.search_options(), "mode": mode, "vector": vector}
-        hits = timed(request, "search", index.search_text, body.text, body.k, **options)
-        return {
-            "query": body.text,
-            "mode": mode,
-            "no_match_better_than_chance": no_better_than_chance(hits),
-            "results": public(hits_as_dicts(hits)),
-        }
+        if mode == "keyword":  # no encoding: straight to the keyword table
+            hits = await run_in_threadpool(
+                index.search_text, body.text, body.k, mode=mode, **body.search_options()
+            )
+        else:
+            hits = (await encoded(towers.text, request, [body.text], body.search(text=body.text, mode=mode)))[
+                0
+            ]
+        return answer(
+            {
+                "query": body.text,
+                "mode": mode,
+                "no_match_better_than_chance": no_better_than_chance(hits),
+                "results": public(hits_as_dicts(hits)),
+            }
+        )
 
     similar_body = upload_body(("k", "filter", "exact", "with_abc", "tune"), SimilarRequest)
 
@@ -197,24 +187,21 @@ def create_app(
         summary="Similar music: tunes closest to an ABC tune (JSON, an uploaded score, or an indexed id)",
         openapi_extra={"requestBody": similar_body},
     )
-    async def similar(request: Request) -> dict:
+    async def similar(request: Request) -> JSONResponse:
         body = await similar_request(request)
-        return await run_in_threadpool(similar_hits, request, body)  # encoding must not block the event loop
-
-    def similar_hits(request: Request, body: SimilarRequest) -> dict:
         if body.id is not None:
-            hits = index.similar_to(body.id, body.k, exclude_self=body.exclude_self, **body.search_options())
-            return {"query": body.id, "results": public(hits_as_dicts(hits))}
+            hits = await run_in_threadpool(
+                index.similar_to, body.id, body.k, exclude_self=body.exclude_self, **body.search_options()
+            )
+            return answer({"query": body.id, "results": public(hits_as_dicts(hits))})
         if not body.abc:
             raise HTTPException(
                 422, "give the query tune as `abc` (JSON), a `file` upload, or an indexed `id`"
             )
-        abc = read_music(body.abc + "\n", body.tune)  # the newline marks it as ABC text, not a path
-        vector = timed(request, "encode", index.require_encoder().embed_abc, [abc])
-        itself = abc if body.exclude_self else None
-        options = body.search_options()
-        hits = timed(request, "search", index.nearest_except, vector, body.k, abc=itself, **options)
-        return {"query": body.abc, "results": public(hits_as_dicts(hits))}
+        abc, patches = await run_in_threadpool(read_tune, index, body.abc, body.tune)
+        search = body.search(exclude_abc=abc if body.exclude_self else None)
+        hits = (await encoded(towers.music, request, [patches], search))[0]
+        return answer({"query": body.abc, "results": public(hits_as_dicts(hits))})
 
     async def similar_request(request: Request) -> SimilarRequest:
         try:
@@ -245,36 +232,43 @@ def create_app(
         return {"abc": abc, "titles": [tune.meta.get("title") for tune in split_tunes(abc)]}
 
     @app.post("/classify", summary="Zero-shot classification of a tune (ABC or indexed id) among text labels")
-    def classify_tune(body: ClassifyRequest, request: Request) -> dict:
+    async def classify_tune(body: ClassifyRequest, request: Request) -> JSONResponse:
         if (body.labels is None) == (body.label_set is None):
             raise ValueError("give either `labels` or `label_set` (one of them)")
         if (body.abc is None) == (body.id is None):
             raise ValueError("give the tune as `abc` or as an indexed `id` (one of them)")
         template, labels = label_set(body.label_set) if body.label_set else (DEFAULT_TEMPLATE, body.labels)
-        template = body.template or template
-        if body.id is not None:
-            hits = timed(request, "classify", index.classify_item, body.id, labels, template)
+        labels, prompts = label_prompts(labels, body.template or template)
+        if body.id is not None:  # the indexed item's stored vector: no music encoding
+            music = run_in_threadpool(index.item_vector, body.id)
         else:
-            abc = read_music(body.abc + "\n", body.tune)
-            hits = timed(request, "classify", classify, index.require_encoder(), abc, labels, template)
-        return {"results": hits_as_dicts(hits, with_prob=True)}
+            _, patches = await run_in_threadpool(read_tune, index, body.abc, body.tune)
+            music = encoded(towers.music, request, [patches])
+        prompt_vectors, vectors = await asyncio.gather(encoded(towers.text, request, prompts), music)
+        hits = rank_labels(labels, prompts, np.stack(prompt_vectors), vectors[0])
+        return answer({"results": hits_as_dicts(hits, with_prob=True)})
 
     @app.post("/v1/embeddings", summary="Embeddings, OpenAI-shaped; modality text or abc")
-    def embeddings(body: EmbeddingsRequest, request: Request) -> dict:
+    async def embeddings(body: EmbeddingsRequest, request: Request) -> JSONResponse:
         inputs = [body.input] if isinstance(body.input, str) else body.input
         if not 1 <= len(inputs) <= MAX_INPUTS:
             raise ValueError(f"input must hold 1..{MAX_INPUTS} items, got {len(inputs)}")
-        encoder = index.require_encoder()
-        embed = encoder.embed_texts if body.modality == "text" else encoder.embed_abc
-        vectors = timed(request, "encode", embed, inputs)
-        return {
-            "object": "list",
-            "data": [
-                {"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)
-            ],
-            "model": index.manifest.get("model_name") or index.manifest["model_hash"],
-            "usage": {"prompt_tokens": 0, "total_tokens": 0},
-        }
+        if body.modality == "text":
+            vectors = await encoded(towers.text, request, inputs)
+        else:
+            patches = await run_in_threadpool(lambda: [patches_of(index, abc) for abc in inputs])
+            vectors = await encoded(towers.music, request, patches)
+        return answer(
+            {
+                "object": "list",
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": v.tolist()}
+                    for i, v in enumerate(vectors)
+                ],
+                "model": index.manifest.get("model_name") or index.manifest["model_hash"],
+                "usage": {"prompt_tokens": 0, "total_tokens": 0},
+            }
+        )
 
     @app.get("/v1/facets", summary="The commonest values of metadata fields, with counts (for dropdowns)")
     def facets(
@@ -302,7 +296,7 @@ def create_app(
 
     @app.get("/metrics", summary="Request counts and latencies per route")
     def get_metrics() -> dict:
-        return {**metrics.snapshot(), "in_flight": in_flight["n"]}
+        return {**metrics.snapshot(), "in_flight": slots.taken}
 
     add_web_page(app)
     app.state.routes = {route.path for route in app.routes}
@@ -316,6 +310,24 @@ def create_app(
             allow_headers=["*"],
         )
     return app
+
+
+def answer(content: dict[str, Any]) -> JSONResponse:
+    """A query's JSON answer as it is: FastAPI's own encoding (jsonable_encoder) costs ~20x json.dumps on
+    ten hits, ~1 ms of the event loop for each query, which under load answers queries one at a time."""
+    return JSONResponse(content)
+
+
+def patches_of(index: Index, abc: str) -> np.ndarray:
+    """Patches of one ABC tune as the music tower takes them: the model dir's preprocessing (as embed_abc)."""
+    encoder = index.require_encoder()
+    return encoder.profile.abc_patches(abc, encoder.max_patches)
+
+
+def read_tune(index: Index, text: str, tune: int) -> tuple[str, np.ndarray]:
+    """Tune `tune` of an ABC text, and its bar patches."""
+    abc = read_music(text + "\n", tune)  # the newline marks it as ABC text, not a path
+    return abc, patches_of(index, abc)
 
 
 def upload_body(fields: tuple[str, ...], json_model: type[BaseModel] | None = None) -> dict:
@@ -365,9 +377,23 @@ def is_public(path: str) -> bool:
 @click.option(
     "--max-concurrency",
     type=InRange(CONCURRENCY),
-    default=4,
+    default=MAX_CONCURRENCY,
     show_default=True,
-    help="Queries at once; more get HTTP 429.",
+    help="Queries being answered at once (counted once their body has arrived); more get HTTP 429.",
+)
+@click.option(
+    "--max-batch",
+    default=BatchSettings.max_batch,
+    type=click.IntRange(min=1),
+    show_default=True,
+    help="Most queries encoded as one batch; 1: each query's inputs alone, as before batching.",
+)
+@click.option(
+    "--batch-wait-ms",
+    default=BatchSettings.wait_ms,
+    type=click.FloatRange(min=0),
+    show_default=True,
+    help="Most milliseconds an idle encoder waits for batch-mates while other queries are in flight.",
 )
 @click.option(
     "--api-key",
@@ -387,7 +413,14 @@ def is_public(path: str) -> bool:
     type=InRange(TIMEOUT_S, float),
     default=REQUEST_TIMEOUT_S,
     show_default=True,
-    help="Seconds a request may take, slow uploads included; then HTTP 503.",
+    help="Seconds a query may take once its body has arrived; then HTTP 503 (and its inputs are dropped).",
+)
+@click.option(
+    "--body-timeout",
+    type=InRange(TIMEOUT_S, float),
+    default=BODY_TIMEOUT_S,
+    show_default=True,
+    help="Seconds a client may take to send its request body; then HTTP 408.",
 )
 def serve(
     index_dir: str,
@@ -396,9 +429,12 @@ def serve(
     host: str,
     port: int,
     max_concurrency: int,
+    max_batch: int,
+    batch_wait_ms: float,
     api_key: str | None,
     cors_origins: tuple[str, ...],
     request_timeout: float,
+    body_timeout: float,
 ) -> None:
     """Serve an index over HTTP (JSON). Interactive API docs at http://HOST:PORT/docs.
 
@@ -419,6 +455,12 @@ def serve(
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
     app = create_app(
-        index, max_concurrency, api_key=api_key, cors_origins=cors_origins, request_timeout=request_timeout
+        index,
+        max_concurrency,
+        api_key=api_key,
+        cors_origins=cors_origins,
+        request_timeout=request_timeout,
+        body_timeout=body_timeout,
+        batching=BatchSettings(max_batch=max_batch, wait_ms=batch_wait_ms),
     )
     uvicorn.run(app, host=host, port=port)
