@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[export,index,train,formats,ray,hub,dev]'
+	$(PY) -m pip install -q -e '.[export,index,train,formats,ray,hub,analysis,dev]'
 	@# Headless Chromium for the web page's browser test (Debian packages; the test skips without them).
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq --no-install-recommends chromium chromium-driver) || echo "no chromium: browser tests will skip"

@@ -97,7 +97,7 @@ def run_case(
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO)
     wall = time.perf_counter() - start
-    [stats_file] = (out / "stats").glob("*.json")
+    [stats_file] = (out / "_stats").glob("*.json")
     return {**json.loads(stats_file.read_text()), "process_seconds": wall}
 
 

@@ -41,7 +41,7 @@ def run_engine(engine: str, files: list[Path], model: Path, out: Path, shard_row
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO)
     process_seconds = time.perf_counter() - start
-    [stats_file] = (out / "stats").glob("*.json")
+    [stats_file] = (out / "_stats").glob("*.json")
     return {**json.loads(stats_file.read_text()), "process_seconds": process_seconds}
 
 

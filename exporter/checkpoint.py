@@ -170,8 +170,16 @@ def save_ours(model: CLaMP, family: dict, out_dir: str | Path) -> None:
         for key, value in model.state_dict().items()
         if not (skip_text and key.startswith(TEXT_PREFIX))
     }
-    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "family": family["name"]})
-    (directory / CONFIG_FILE).write_text(json.dumps(family, indent=2) + "\n")
+    # under temporary names, then renamed: a kill or a full disk never leaves half a checkpoint file
+    weights, config = directory / f".{WEIGHTS_FILE}.tmp", directory / f".{CONFIG_FILE}.tmp"
+    try:
+        save_file(state, str(weights), metadata={"format": "pt", "family": family["name"]})
+        config.write_text(json.dumps(family, indent=2) + "\n")
+        os.replace(weights, directory / WEIGHTS_FILE)
+        os.replace(config, directory / CONFIG_FILE)
+    finally:
+        weights.unlink(missing_ok=True)
+        config.unlink(missing_ok=True)
 
 
 def load_ours(checkpoint_dir: str | Path) -> tuple[CLaMP, dict]:

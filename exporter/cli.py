@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import click
 
-from exporter.checkpoint import resolve_checkpoint
-from runtime.model.modeldir import MANIFEST_FILE, ModelDirError, verify_model_dir
+from exporter.checkpoint import CheckpointSource, resolve_checkpoint
+from runtime.model.modeldir import ModelDirError, verify_model_dir
+from runtime.storage.dirs import MODEL, OutDirError, building_dir, prepare_out_dir, replace_dir
+from runtime.storage.lock import DirLockedError, exclusive
 
 
 def _up_to_date(out: Path, source_hash: str, int8: bool) -> bool:
@@ -20,17 +21,6 @@ def _up_to_date(out: Path, source_hash: str, int8: bool) -> bool:
         return False
     same_source = manifest.get("source", {}).get("sha256") == source_hash
     return same_source and ("int8" in manifest["export"]["precisions"]) == int8
-
-
-def _replace_dir(built: Path, out: Path) -> None:
-    """Move a finished model dir into place; an older one is removed only after the new one is complete."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-        built.rename(out)
-        shutil.rmtree(old)
-    else:
-        built.rename(out)
 
 
 @click.command()
@@ -49,7 +39,12 @@ def _replace_dir(built: Path, out: Path) -> None:
     help="Checkpoint dir: required for clamp-s-* (config.json, pytorch_model.bin, vocab.json, merges.txt) "
     "and for clamp2 / clamp3-* (the released .pth and XLM-R's tokenizer.json).",
 )
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Model dir to write.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Model dir to write: missing, empty, or a model dir to replace (anything else is refused).",
+)
 @click.option("--int8/--no-int8", default=True, show_default=True, help="Also write int8 graphs for CPU.")
 @click.option("--force", is_flag=True, help="Re-export even if --out is up to date with the checkpoint.")
 def export(model_name: str, checkpoint: str | None, out: str, int8: bool, force: bool) -> None:
@@ -61,7 +56,7 @@ def export(model_name: str, checkpoint: str | None, out: str, int8: bool, force:
       clamp export --model clamp-s-512 --checkpoint ckpt/clamp-small-512 --out build/clamp-s-512
       clamp export --model clamp3-c2 --checkpoint ckpt/clamp3 --out build/clamp3-c2
     """
-    from exporter.export import ExportError, build_model_dir
+    from exporter.export import ExportError
     from exporter.manifest import source_sha256
 
     try:
@@ -70,34 +65,44 @@ def export(model_name: str, checkpoint: str | None, out: str, int8: bool, force:
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
     out_dir = Path(out)
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILE).is_file():
-        raise click.ClickException(
-            f"{out_dir} exists and is not a model dir; choose another --out or empty it"
-        )
-    if not force and _up_to_date(out_dir, source_hash, int8):
-        click.echo(f"{out_dir} is up to date with {source.directory} (use --force to re-export)")
-        return
-
-    from exporter.checkpoint import load_model
-
-    click.echo(f"loading {source.family['name']} from {source.directory}", err=True)
-    model, family, tokenizer_json = load_model(model_name, checkpoint)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(building, ignore_errors=True)
-    click.echo(f"exporting to {out_dir} (fp32, fp16{', int8' if int8 else ''}) and checking parity", err=True)
-    record = {"model": str(model_name), "checkpoint": str(source.directory.resolve()), "sha256": source_hash}
     try:
-        manifest = build_model_dir(model, family, tokenizer_json, building, record, int8=int8)
-        _replace_dir(building, out_dir)
-    except ExportError as error:
+        with exclusive(out_dir, "clamp export"):
+            prepare_out_dir(out_dir, MODEL, replacing=True)
+            if not force and _up_to_date(out_dir, source_hash, int8):
+                click.echo(f"{out_dir} is up to date with {source.directory} (use --force to re-export)")
+                return
+            manifest = _export(model_name, checkpoint, source, source_hash, out_dir, int8)
+    except (ExportError, OutDirError, DirLockedError) as error:
         raise click.ClickException(str(error)) from error
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
     click.echo(parity_table(manifest))
     for name, reason in manifest["dropped"].items():
         click.echo(f"dropped {name}: {reason}")
     click.echo(f"wrote {out_dir} (model hash {manifest['model_hash'][:16]})")
+
+
+def _export(
+    model_name: str,
+    checkpoint: str | None,
+    source: CheckpointSource,
+    source_hash: str,
+    out_dir: Path,
+    int8: bool,
+) -> dict:
+    """Export into a dir built beside `out_dir`, then swap it in (the caller holds the lock)."""
+    from exporter.checkpoint import load_model
+    from exporter.export import build_model_dir
+
+    click.echo(f"loading {source.family['name']} from {source.directory}", err=True)
+    model, family, tokenizer_json = load_model(model_name, checkpoint)
+    building = building_dir(out_dir)
+    click.echo(f"exporting to {out_dir} (fp32, fp16{', int8' if int8 else ''}) and checking parity", err=True)
+    record = {"model": str(model_name), "checkpoint": str(source.directory.resolve()), "sha256": source_hash}
+    try:
+        manifest = build_model_dir(model, family, tokenizer_json, building, record, int8=int8)
+        replace_dir(building, out_dir, MODEL)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return manifest
 
 
 def parity_table(manifest: dict) -> str:

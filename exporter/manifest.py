@@ -10,8 +10,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from runtime.storage.integrity import file_entries
 from runtime.model.modeldir import MANIFEST_FILE, compute_model_hash, file_sha256
+from runtime.storage.dirs import MODEL
+from runtime.storage.integrity import file_entries
 
 VERSIONED_PACKAGES = ("torch", "transformers", "onnx", "onnxruntime", "tokenizers", "clamp-index")
 
@@ -40,6 +41,7 @@ def write_manifest(model_dir: Path, **sections: Any) -> dict[str, Any]:
     names = [p.name for p in sorted(model_dir.iterdir()) if p.is_file() and p.name != MANIFEST_FILE]
     files = file_entries(model_dir, names)
     manifest = {
+        "kind": MODEL,
         "model_hash": compute_model_hash(model_dir),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "files": files,

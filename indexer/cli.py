@@ -113,8 +113,9 @@ def embed(
     then rerunning embeds only the new tunes; a file changed since gets its new tunes embedded and its
     old rows superseded (`clamp index build` leaves them out). A tune's id comes from the file's real
     path, so any spelling of a path gives the same ids. Tunes and files that fail (FIFOs and broken
-    symlinks in a folder too) are listed in OUT/errors/; each run writes its counts and stage timings
-    to OUT/stats/.
+    symlinks in a folder too) are listed in OUT/_errors/; each run writes its counts and stage timings
+    to OUT/_stats/. OUT itself reads as a Parquet dataset (pandas, pyarrow, DuckDB). --out must be
+    empty, missing or a shards dir, and one run at a time writes it: a second is refused.
 
     --engine ray runs the same steps on Ray (docs/distributed.md) and writes the same shards.
 

@@ -1,22 +1,25 @@
 """Shards -> index dir: an hnswlib graph (inner product over normalised vectors), items.sqlite, vectors.npy.
 
 Rows stream from the shards batch by batch, so memory holds the graph, not the corpus. The index dir
-is built under a temporary name and renamed when complete.
+is built beside --out under the out dir's lock and swapped in when complete (runtime.storage.dirs), so
+a kill, a full disk or a second build never leaves half an index or replaces a dir that is not one.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import hnswlib
 import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from indexer.layout import in_old_layout, migrate_layout
 from indexer.shards import (
     embeddings_matrix,
     iter_shard_batches,
@@ -39,8 +42,11 @@ from runtime.search.index import (
     model_dir_candidates,
 )
 from runtime.search.items import SHARD_COLUMNS, ItemWriter, item_row
+from runtime.storage.dirs import INDEX, building_dir, prepare_out_dir, replace_dir
 from runtime.storage.integrity import file_entries
+from runtime.storage.lock import exclusive
 
+VECTOR_DTYPE = np.dtype("<f4")
 SPACE = "ip"  # inner product = cosine on L2-normalised vectors
 READ_COLUMNS = [*SHARD_COLUMNS, "embedding"]
 
@@ -64,10 +70,36 @@ def build_index(
     is that model. Duplicate ids (the same tune embedded twice) are indexed once; rows superseded since
     (their file changed: indexer.supersede) are left out.
     """
-    started = time.perf_counter()
     shards_dir, out_dir = Path(shards_dir), Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILE).is_file():
-        raise FileExistsError(f"{out_dir} exists and is not an index dir: choose another --out or empty it")
+    if in_old_layout(shards_dir):
+        with exclusive(shards_dir, "clamp index build (moving the shards dir to its current layout)"):
+            migrate_layout(shards_dir)
+    with exclusive(out_dir, "clamp index build"):
+        prepare_out_dir(out_dir, INDEX, replacing=True)
+        tmp = building_dir(out_dir)
+        try:
+            manifest = _build(
+                shards_dir, tmp, model_dir, m, ef_construction, num_threads, batch_size, seed, progress
+            )
+            replace_dir(tmp, out_dir, INDEX)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # a failed build (a full disk) keeps nothing half-written
+    return manifest
+
+
+def _build(
+    shards_dir: Path,
+    tmp: Path,
+    model_dir: str | Path | None,
+    m: int,
+    ef_construction: int,
+    num_threads: int | None,
+    batch_size: int,
+    seed: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """Build the index's files and manifest in the empty dir `tmp`."""
+    started = time.perf_counter()
     files = shard_files(shards_dir)
     model = shards_metadata(shards_dir)  # refuses shards of mixed models
     if model is None:
@@ -84,11 +116,10 @@ def build_index(
     shard_rows = {f: pq.read_metadata(f).num_rows for f in files}
     rows = sum(shard_rows.values())
 
-    tmp = _fresh_dir(out_dir.with_name(f".{out_dir.name}.partial"))
     graph = hnswlib.Index(space=SPACE, dim=dim)
     graph.init_index(max_elements=count, ef_construction=ef_construction, M=m, random_seed=seed)
     # float32 even from float16 shards: numpy's float16 -> float32 conversion would dominate exact search
-    vectors = np.lib.format.open_memmap(tmp / VECTORS_FILE, mode="w+", dtype=np.float32, shape=(count, dim))
+    vectors = _vectors_file(tmp / VECTORS_FILE, count, dim)
     items = ItemWriter(tmp / ITEMS_FILE)
     label = 0
     with tqdm(total=rows, unit="tune", desc="indexing", disable=not progress) as bar:
@@ -107,19 +138,21 @@ def build_index(
             embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)  # unit again after float16
             labels = np.arange(label, label + len(keep))
             graph.add_items(embeddings, labels, num_threads=num_threads or available_cores())
-            vectors[labels] = embeddings
+            vectors.write(
+                np.ascontiguousarray(embeddings, dtype=VECTOR_DTYPE).tobytes()
+            )  # rows in label order
             columns = [batch.column(c).to_pylist() for c in READ_COLUMNS[:-1]]
             items.add(
                 item_row(int(lab), *(col[i] for col in columns)) for lab, i in zip(labels, keep, strict=True)
             )
             label += len(keep)
-    graph.save_index(str(tmp / HNSW_FILE))
-    vectors.flush()
-    del vectors
+    _save_graph(graph, tmp / HNSW_FILE)
+    vectors.close()
     items.finish()
     calibration = _calibration(recorded_model_dir, tmp / VECTORS_FILE)
 
     manifest = {
+        "kind": INDEX,
         "model_hash": model["model_hash"],
         "model_name": model["model_name"],
         "model_dir": recorded_model_dir,
@@ -140,7 +173,6 @@ def build_index(
         ),  # what Index.open checks: sizes, sha256 on a full check
     }
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-    _replace_dir(tmp, out_dir)
     return manifest
 
 
@@ -175,19 +207,28 @@ def _model_hash(model_dir: Path) -> str:
     return verify_model_dir(model_dir)["model_hash"]
 
 
-def _fresh_dir(path: Path) -> Path:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
+def _vectors_file(path: Path, count: int, dim: int) -> BinaryIO:
+    """vectors.npy opened for its rows in order: plain writes, so a full disk is an OSError.
+
+    (Writing through a memory map, as this once did, turns a full disk into a SIGBUS that kills the process.)
+    """
+    handle = open(path, "wb")
+    header = {
+        "descr": np.lib.format.dtype_to_descr(VECTOR_DTYPE),
+        "fortran_order": False,
+        "shape": (count, dim),
+    }
+    np.lib.format.write_array_header_1_0(handle, header)
+    return handle
 
 
-def _replace_dir(built: Path, out_dir: Path) -> None:
-    """Move a finished index into place, replacing an older index (or an empty dir) there."""
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out_dir.rename(old)
-        built.rename(out_dir)
-    else:
-        built.rename(out_dir)
-    shutil.rmtree(out_dir.with_name(f".{out_dir.name}.old"), ignore_errors=True)  # also one a kill left
+def _save_graph(graph: hnswlib.Index, path: Path) -> None:
+    """Save the graph, refusing a short file: hnswlib does not report failed writes (a full disk)."""
+    graph.save_index(str(path))
+    written, expected = path.stat().st_size, graph.index_file_size()
+    if written != expected:
+        raise OSError(
+            errno.ENOSPC,
+            f"wrote {written} of {expected} bytes of the graph: No space left on device",
+            str(path),
+        )

@@ -59,7 +59,9 @@ def build(
     keyword table over their text metadata), vectors.npy (for exact search) and manifest.json (with
     the model dir the shards record, so queries need no --model, and the match-strength calibration:
     the best cosines of texts unrelated to music, embedded with that model). Rows superseded since
-    they were embedded (their file changed) are left out. An existing index at --out is replaced.
+    they were embedded (their file changed) are left out. An existing index at --out is replaced once
+    the new one is complete; any other non-empty --out (a model dir, another program's files) is
+    refused.
     """
     from indexer.index_build import build_index
 

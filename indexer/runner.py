@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from indexer.layout import migrate_layout
 from indexer.mapper import Patched, PatchEncoder, embed_patched, parallel_patch, peak_rss_mb
 from indexer.reader import Failure, InputFiles, Item, TableColumns, TuneRecord, find_inputs, read_inputs
 from indexer.shards import (
@@ -31,6 +32,8 @@ from indexer.shards import (
 )
 from indexer.supersede import stored_ids, supersede
 from runtime.music.abc import ID_SCHEME, source_path
+from runtime.storage.dirs import SHARDS, STATS_DIR, prepare_out_dir
+from runtime.storage.lock import exclusive
 
 STAGES = ("read", "patch", "wait", "infer", "write")
 
@@ -203,6 +206,8 @@ def open_shards_dir(
 
     Its shards record the id scheme, the absolute model dir and the corpus roots of this run.
     """
+    prepare_out_dir(out_dir, SHARDS, replacing=False)
+    migrate_layout(out_dir)
     existing = shards_metadata(out_dir)
     if existing is not None:
         if not options.resume:
@@ -255,6 +260,22 @@ class Run:
 
 @contextmanager
 def embedding_run(
+    inputs: Sequence[str],
+    encoder: PatchEncoder,
+    out_dir: str | Path,
+    options: EmbedOptions,
+    engine: dict[str, Any],
+) -> Iterator[Run]:
+    """An embedding run that holds out_dir's lock: a second writer is refused, never interleaved."""
+    with (
+        exclusive(Path(out_dir), "clamp embed"),
+        _locked_run(inputs, encoder, out_dir, options, engine) as run,
+    ):
+        yield run
+
+
+@contextmanager
+def _locked_run(
     inputs: Sequence[str],
     encoder: PatchEncoder,
     out_dir: str | Path,
@@ -378,8 +399,8 @@ def write_stats(
     options: EmbedOptions,
     engine: dict[str, Any],
 ) -> Path:
-    """Write this run's stats JSON (counts, stage seconds, tunes/s, peak memory, engine) in out_dir/stats/."""
-    path = out_dir / "stats" / f"run-{started:%Y%m%dT%H%M%S}-{os.getpid()}.json"
+    """Write this run's stats JSON (counts, stage seconds, tunes/s, peak memory, engine) in OUT/_stats/."""
+    path = out_dir / STATS_DIR / f"run-{started:%Y%m%dT%H%M%S}-{os.getpid()}.json"
     path.parent.mkdir(exist_ok=True)
     record = {
         "started": started.isoformat(timespec="seconds"),

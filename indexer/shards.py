@@ -2,11 +2,11 @@
 
 SHARDS_DIR/shard-00000.parquet ... hold one row per tune (see `shard_schema`); schema metadata names the
 model (model_hash, model_name, dim, dtype) and the run's provenance (id scheme, absolute model dir, corpus
-roots). SHARDS_DIR/errors/errors-*.parquet list what failed; SHARDS_DIR/superseded.parquet (indexer.supersede)
-the rows whose source file has changed since.
-Files are written under a temporary name, synced, and renamed when complete, so a shard either exists whole or
-not. Each gets a `NAME.sha256` beside it (sha256sum's format) before it is renamed, and its data pages carry
-CRCs: every read checks both, so a damaged or altered file is refused with its name.
+roots). SHARDS_DIR/_errors/errors-*.pq list what failed; SHARDS_DIR/_superseded.pq (indexer.supersede)
+the rows whose source file has changed since (the layout: indexer.layout). Files are written under a
+temporary name, synced, and renamed when complete, so a shard either exists whole or not. Each gets its
+sha256 in `_checksums/` before it is renamed, and its data pages carry CRCs: every read checks both, so
+a damaged, altered or unchecksummed file is refused by name.
 """
 
 from __future__ import annotations
@@ -22,12 +22,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from indexer.layout import (
+    ERRORS_SUFFIX,
+    ShardError,
+    checksum_file,
+    stage_checksum,
+    staging_files,
+    verify_checksum,
+)
 from indexer.reader import Failure, TuneRecord
+from runtime.storage.dirs import ERRORS_DIR
 from runtime.storage.integrity import file_sha256
 
 SHARD_NAME = "shard-{:05d}.parquet"
-ERRORS_NAME = "errors/errors-{:05d}.parquet"
-CHECKSUM_SUFFIX = ".sha256"
+ERRORS_NAME = ERRORS_DIR + "/errors-{:05d}" + ERRORS_SUFFIX
 METADATA_COLUMNS = ("title", "composer", "origin", "rhythm", "key", "meter")
 DTYPES = {"float16": pa.float16(), "float32": pa.float32()}
 ROW_GROUP_ROWS = 8192
@@ -43,10 +51,6 @@ ERRORS_SCHEMA = pa.schema(
         ("id", pa.string()),
     ]
 )
-
-
-class ShardError(ValueError):
-    """A shard or errors file that is truncated, damaged or not Parquet at all."""
 
 
 @contextlib.contextmanager
@@ -124,12 +128,19 @@ def write_atomic(table: pa.Table, path: Path) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_page_checksum=True)
-    sidecar = checksum_file(path)
-    staging = sidecar.with_name(f".{sidecar.name}.tmp")
-    staging.write_text(f"{file_sha256(tmp)}  {path.name}\n")
-    _publish(staging, sidecar)
-    _publish(tmp, path)
+    staging = None
+    try:
+        pq.write_table(
+            table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_page_checksum=True
+        )
+        staging = stage_checksum(path, file_sha256(tmp))
+        _publish(staging, checksum_file(path))
+        _publish(tmp, path)
+    except BaseException:
+        for partial in (tmp, staging):  # a full disk keeps no half-written file taking space
+            if partial is not None:
+                partial.unlink(missing_ok=True)
+        raise
 
 
 def _publish(tmp: Path, path: Path) -> None:
@@ -137,27 +148,6 @@ def _publish(tmp: Path, path: Path) -> None:
     with open(tmp, "rb") as written:
         os.fsync(written.fileno())  # on disk before it has its name, even if the machine goes down
     os.replace(tmp, path)
-
-
-def checksum_file(path: Path) -> Path:
-    """Where a shard's or errors table's sha256 is kept: beside it, in sha256sum's format."""
-    return path.with_name(path.name + CHECKSUM_SUFFIX)
-
-
-def verify_checksum(path: Path) -> None:
-    """Raise ShardError unless the file's bytes have the sha256 recorded when it was written.
-
-    Files written before checksums were recorded have none; their data pages' CRCs still guard them.
-    """
-    sidecar = checksum_file(path)
-    if not sidecar.is_file():
-        return
-    recorded = sidecar.read_text().split(maxsplit=1)
-    if not recorded or file_sha256(path) != recorded[0]:
-        raise ShardError(
-            f"{path} does not match its sha256 in {sidecar.name}: it changed after it was written; "
-            "move it away and rerun `clamp embed` to redo its tunes"
-        )
 
 
 def _numbered(out_dir: Path, pattern: str) -> list[Path]:
@@ -173,8 +163,8 @@ class ShardWriter:
         self.out_dir = Path(out_dir)
         self.schema = schema
         self.shard_rows = shard_rows
-        for stale in [*self.out_dir.glob(".*.tmp"), *self.out_dir.glob("errors/.*.tmp")]:
-            stale.unlink()  # left by a run killed mid-write
+        for stale in staging_files(self.out_dir):
+            stale.unlink()  # left by a run killed mid-write (the caller's lock says no writer is live)
         self.next_shard = _next_number(self.out_dir, SHARD_NAME)
         self.next_errors = _next_number(self.out_dir, ERRORS_NAME)
         self.pending: list[pa.Table] = []

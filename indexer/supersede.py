@@ -2,7 +2,7 @@
 
 A tune's id derives from its source, index and content, so an edited file yields new ids and its new
 tunes are embedded beside the old rows. At the end of a complete run, every row of a file read in that
-run whose id the file no longer yields is listed in SHARDS_DIR/superseded.parquet; `index build` leaves
+run whose id the file no longer yields is listed in SHARDS_DIR/_superseded.pq; `index build` leaves
 those rows out. The list is recomputed for every file a run reads, so a file changed back revives its ids.
 """
 
@@ -15,14 +15,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from indexer.shards import iter_shard_batches, named_if_damaged, verify_checksum, write_atomic
+from runtime.storage.dirs import SUPERSEDED_FILE
 
-SUPERSEDED_NAME = "superseded.parquet"
 SUPERSEDED_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string())])
 
 
 def read_superseded(shards_dir: str | Path) -> dict[str, str]:
     """Ids (with their sources) of rows whose source file has changed since they were embedded."""
-    path = Path(shards_dir) / SUPERSEDED_NAME
+    path = Path(shards_dir) / SUPERSEDED_FILE
     if not path.is_file():
         return {}
     verify_checksum(path)
@@ -34,7 +34,7 @@ def read_superseded(shards_dir: str | Path) -> dict[str, str]:
 def write_superseded(shards_dir: str | Path, superseded: Mapping[str, str]) -> None:
     """Replace the list whole (atomically): a file read again may bring an old id back."""
     table = pa.table({"id": list(superseded), "source": list(superseded.values())}, schema=SUPERSEDED_SCHEMA)
-    write_atomic(table, Path(shards_dir) / SUPERSEDED_NAME)
+    write_atomic(table, Path(shards_dir) / SUPERSEDED_FILE)
 
 
 def stored_ids(shards_dir: str | Path, sources: Iterable[str]) -> tuple[set[str], dict[str, set[str]]]:

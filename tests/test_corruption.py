@@ -30,8 +30,9 @@ from indexer.shards import (
     write_atomic,
 )
 from runtime.model.encoder import Encoder
-from runtime.search.index import Index, IndexDirError, ModelMismatchError
 from runtime.model.modeldir import ModelDirError, encoder_file
+from runtime.search.index import Index, IndexDirError, ModelMismatchError
+from runtime.storage.integrity import file_sha256
 
 SEED = 7
 FLIPS = 60  # single-bit flips per shard, at seeded random offsets
@@ -72,11 +73,8 @@ def test_a_truncated_shard_is_refused_by_name_everywhere(built, tmp_path, keep):
     for read in (read_all, shard_ids, shards_metadata):
         with pytest.raises(ShardError, match=f"{victim.name} does not match its sha256"):
             read(shards)
-    checksum_file(victim).unlink()  # without its checksum file, Parquet's own checks refuse it
-    with pytest.raises(ShardError, match=f"{victim.name} is damaged or truncated"):
-        read_all(shards)
     output = clamp("index", "build", shards, "--out", tmp_path / "index", ok=False)
-    assert victim.name in output and "damaged" in output and not (tmp_path / "index").exists()
+    assert victim.name in output and "does not match" in output and not (tmp_path / "index").exists()
     args = ["embed", built.abc_dir, "--model", built.model_dir, "--out", shards, "--workers", 0, "--quiet"]
     assert victim.name in clamp(*args, ok=False)  # a resumed run will not build on it either
 
@@ -88,30 +86,39 @@ def test_every_bit_flip_in_a_shard_is_refused_by_name(built, tmp_path):
     for _ in range(FLIPS):
         original = flip_bit(victim, rng.randrange(victim.stat().st_size), rng.randrange(8))
         for read in (read_all, shard_ids, shards_metadata):
-            with pytest.raises(
-                ShardError, match=f"{victim.name} does not match its sha256 in {victim.name}.sha256"
-            ):
+            sidecar = f"_checksums/{victim.name}.sha256"
+            with pytest.raises(ShardError, match=f"{victim.name} does not match its sha256 in {sidecar}"):
                 read(shards)
         victim.write_bytes(original)
     assert read_all(shards).equals(read_all(built.shards_dir))
 
 
-def test_a_shard_without_its_checksum_file_is_still_guarded_by_page_crcs(built, tmp_path):
+def test_a_shard_without_its_checksum_is_refused_by_name(built, tmp_path):
     shards = copy(built.shards_dir, tmp_path / "shards")
     victim = shard_files(shards)[0]
-    checksum_file(victim).unlink()  # as written before checksum files, or copied without it
-    assert read_all(shards).equals(read_all(built.shards_dir))
+    checksum_file(victim).unlink()  # copied without it, or dropped in by hand: nothing vouches for its bytes
+    for read in (read_all, shard_ids, shards_metadata):
+        with pytest.raises(ShardError, match=f"{victim.name} has no checksum \\(_checksums/{victim.name}"):
+            read(shards)
+    output = clamp("index", "build", shards, "--out", tmp_path / "index", ok=False)
+    assert f"{victim.name} has no checksum" in output and not (tmp_path / "index").exists()
+
+
+def test_a_shard_altered_with_a_recomputed_checksum_is_still_caught_by_page_crcs(built, tmp_path):
+    shards = copy(built.shards_dir, tmp_path / "shards")
+    victim = shard_files(shards)[0]
     flip_bit(victim, victim.stat().st_size // 3)  # inside the data pages
+    checksum_file(victim).write_text(f"{file_sha256(victim)}  {victim.name}\n")
     with pytest.raises(ShardError, match=f"{victim.name} is damaged or truncated"):
         read_all(shards)
 
 
 def test_a_damaged_errors_table_is_named(built, tmp_path):
     shards = copy(built.shards_dir, tmp_path / "shards")
-    errors = shards / "errors" / "errors-00000.parquet"
+    errors = shards / "_errors" / "errors-00000.pq"
     write_atomic(failures_table([Failure("a.abc", 0, "patch", "no music", "x" * 32)]), errors)
     errors.write_bytes(errors.read_bytes()[:-10])
-    with pytest.raises(ShardError, match="errors-00000.parquet does not match its sha256"):
+    with pytest.raises(ShardError, match="errors-00000.pq does not match its sha256"):
         read_errors(shards)
 
 
@@ -151,12 +158,25 @@ def edit_manifest(directory: Path, change) -> None:
         (lambda d: (d / "manifest.json").write_text("[1, 2]"), "not a JSON object"),
         (lambda d: edit_manifest(d, lambda m: m.pop("files")), 'no valid "files" table'),
         (lambda d: edit_manifest(d, lambda m: m["files"].update({"../../etc/passwd": {}})), '"files" table'),
+        (lambda d: edit_manifest(d, lambda m: m["files"].clear()), "does not list index.hnsw, items.sqlite"),
+        (lambda d: edit_manifest(d, lambda m: m["files"].pop("vectors.npy")), "does not list vectors.npy"),
         (lambda d: edit_manifest(d, lambda m: m.update(count="many")), "no valid 'count'"),
         (lambda d: edit_manifest(d, lambda m: m.update(count=m["count"] - 1)), "vectors.npy holds"),
         (lambda d: edit_manifest(d, lambda m: m.update(dim=m["dim"] * 2)), "vectors.npy holds"),
         (lambda d: edit_manifest(d, lambda m: m["files"]["index.hnsw"].update(bytes=1)), "index.hnsw has"),
     ],
-    ids=["truncated", "not-an-object", "no-files", "path-in-files", "bad-count", "count", "dim", "size"],
+    ids=[
+        "truncated",
+        "not-an-object",
+        "no-files",
+        "path-in-files",
+        "empty-files",
+        "vectors-unlisted",
+        "bad-count",
+        "count",
+        "dim",
+        "size",
+    ],
 )
 def test_a_damaged_or_altered_index_manifest_is_refused_by_name(built, tmp_path, damage, message):
     index_dir = copy(built.index_dir, tmp_path / "index")
@@ -212,4 +232,16 @@ def test_a_damaged_model_manifest_is_refused_by_name(built, tmp_path):
         Encoder.open(model_dir, full_check=True)
     manifest.write_text(json.dumps({"model_hash": "0" * 64}))
     with pytest.raises(ModelDirError, match='manifest.json has no valid "files" table'):
+        Encoder.open(model_dir)
+
+
+@pytest.mark.parametrize("name", ["config.json", "tokenizer.json", encoder_file("music", "fp16")])
+def test_a_model_manifest_that_omits_a_file_the_encoder_opens_is_refused(built, tmp_path, name):
+    model_dir = copy(built.model_dir, tmp_path / "model")
+    edit_manifest(model_dir, lambda m: m["files"].pop(name))
+    for full_check in (False, True):  # the check `clamp serve` and `clamp embed` make is no weaker
+        with pytest.raises(ModelDirError, match=f'does not list {name} in its "files" table'):
+            Encoder.open(model_dir, full_check=full_check)
+    edit_manifest(model_dir, lambda m: m["files"].clear())
+    with pytest.raises(ModelDirError, match="does not list config.json, .*music_encoder.onnx"):
         Encoder.open(model_dir)

@@ -24,7 +24,7 @@ from helpers import tiny_model_dir
 from indexer.index_build import build_index
 from indexer.reader import TuneRecord, expand_inputs, read_inputs
 from indexer.runner import EmbedOptions, embed_corpus
-from indexer.shards import failure_keys, iter_shard_batches, read_errors, shard_files
+from indexer.shards import checksum_file, failure_keys, iter_shard_batches, read_errors, shard_files
 from runtime.model.encoder import Encoder
 from runtime.search.index import Index, read_manifest
 
@@ -205,7 +205,10 @@ def test_index_build_killed_at_random_moments_leaves_the_old_index_or_none(model
     embed_corpus(corpus, Encoder.open(model_dir), shards, EmbedOptions(shard_rows=40, workers=0, quiet=True))
     first_shards = tmp_path / "first-shards"
     first_shards.mkdir()
-    os.link(shard_files(shards)[0], first_shards / shard_files(shards)[0].name)
+    first = shard_files(shards)[0]
+    os.link(first, first_shards / first.name)
+    checksum_file(first_shards / first.name).parent.mkdir()
+    os.link(checksum_file(first), checksum_file(first_shards / first.name))
     out = tmp_path / "index"
     old = build_index(first_shards, out, model_dir=model_dir)
     batches = -(-sum(pq.read_metadata(f).num_rows for f in shard_files(shards)) // 16)

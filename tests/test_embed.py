@@ -92,7 +92,7 @@ def test_one_row_per_tune_with_the_encoders_vectors(uninterrupted, corpus, encod
     assert table.column("title").to_pylist() == [r.meta.get("title") for r in records]
     assert json.loads(table.column("meta")[0].as_py()) == records[0].meta
     assert shards_metadata(uninterrupted)["model_hash"] == encoder.model_hash
-    [stats] = (uninterrupted / "stats").glob("*.json")
+    [stats] = (uninterrupted / "_stats").glob("*.json")
     stats = json.loads(stats.read_text())
     assert stats["status"] == "complete" and stats["embedded"] == len(records)
     assert set(stats["seconds"]) >= {"read", "patch", "infer", "write"}
@@ -163,7 +163,7 @@ def test_ctrl_c_keeps_what_was_embedded_and_a_rerun_finishes_the_rest(corpus, en
     with pytest.raises(KeyboardInterrupt):
         embed_corpus(inputs, InterruptingEncoder(encoder), tmp_path, EmbedOptions(**SMALL))
     kept = read_rows(tmp_path)[0].num_rows
-    [stats] = (tmp_path / "stats").glob("*.json")
+    [stats] = (tmp_path / "_stats").glob("*.json")
     assert json.loads(stats.read_text())["status"] == "stopped: KeyboardInterrupt" and kept > 0
 
     with pytest.raises(ValueError, match="not with this model"):

@@ -127,9 +127,9 @@ def test_a_rewritten_file_supersedes_its_old_rows_and_the_index_holds_each_curre
     clamp("index", "build", out, "--out", index)
     assert sorted(indexed_ids(index)) == sorted(before)
 
-    listed = out / "superseded.parquet"
+    listed = out / "_superseded.pq"
     listed.write_bytes(listed.read_bytes()[:-9] + b"X" + listed.read_bytes()[-8:])  # a damaged list
-    assert "superseded.parquet" in clamp("index", "build", out, "--out", index, ok=False)
+    assert "_superseded.pq" in clamp("index", "build", out, "--out", index, ok=False)
 
 
 class InterruptedEncoder:
@@ -152,7 +152,7 @@ def test_only_a_complete_run_supersedes(model_dir, tmp_path):
     rewrite(folder / "0721-0730.abc")
     with pytest.raises(KeyboardInterrupt):
         embed_corpus([str(folder)], InterruptedEncoder(Encoder.open(model_dir)), out, EmbedOptions(workers=0))
-    assert not (out / "superseded.parquet").exists()  # it had not read every file yet
+    assert not (out / "_superseded.pq").exists()  # it had not read every file yet
     assert "3 old row(s) superseded" in embed(model_dir, out, folder)
 
 

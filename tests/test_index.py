@@ -11,19 +11,19 @@ import numpy as np
 import pytest
 from query_corpus import Corpus, build_corpus, corpus_path, other_model_dir
 
-import runtime.search.index
 import runtime.search.hits
+import runtime.search.index
 from indexer.index_build import build_index
 from indexer.reader import TuneRecord
-from indexer.shards import ShardWriter, rows_table, shard_files, shard_schema, shards_metadata
-from runtime.music.abc import split_tunes
-from runtime.music.metadata import CANONICAL_FIELDS
+from indexer.shards import ShardWriter, checksum_file, rows_table, shard_files, shard_schema, shards_metadata
 from runtime.model.encoder import Encoder
-from runtime.search.index import Index, ModelMismatchError, read_manifest
-from runtime.search.items import ItemStore, ItemWriter
-from runtime.search.keys import read_music
+from runtime.music.abc import split_tunes
 from runtime.search.filters import parse_filter
 from runtime.search.hits import exact_top_k, softmax_probs
+from runtime.search.index import Index, ModelMismatchError, read_manifest
+from runtime.search.items import ItemStore, ItemWriter, item_row
+from runtime.search.keys import read_music
+from runtime.storage.dirs import OutDirError
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +123,7 @@ def test_similar_to_an_indexed_tune_and_item_lookup(index):
 )
 def test_the_source_root_is_the_folder_all_sources_share(tmp_path, sources, root):
     writer = ItemWriter(tmp_path / "items.sqlite")
-    blank = [None] * len(CANONICAL_FIELDS)
-    writer.add((i, f"id{i}", source, 0, *blank, "{}", "") for i, source in enumerate(sources))
+    writer.add(item_row(i, f"id{i}", source, 0, "{}", "") for i, source in enumerate(sources))
     writer.finish()
     assert ItemStore(tmp_path / "items.sqlite").source_root() == root
 
@@ -274,6 +273,7 @@ def test_duplicate_rows_are_indexed_once_and_a_rebuild_replaces_the_index(built,
     shutil.copytree(built.shards_dir, shards)
     first = shard_files(shards)[0]
     shutil.copy(first, shards / "shard-00099.parquet")
+    shutil.copy(checksum_file(first), checksum_file(shards / "shard-00099.parquet"))
     out = tmp_path / "index"
     build_index(shards, out, model_dir=built.model_dir)
     manifest = build_index(shards, out, model_dir=built.model_dir, m=8)
@@ -284,7 +284,7 @@ def test_duplicate_rows_are_indexed_once_and_a_rebuild_replaces_the_index(built,
     assert read_manifest(out)["M"] == 8
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "keep.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="not an index dir"):
+    with pytest.raises(OutDirError, match="keep.txt.*refusing to replace it"):
         build_index(shards, tmp_path / "notes")
 
 

@@ -76,7 +76,7 @@ def sorted_errors(shards_dir: Path) -> list[dict]:
 
 
 def run_stats(shards_dir: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((shards_dir / "stats").glob("*.json"))]
+    return [json.loads(p.read_text()) for p in sorted((shards_dir / "_stats").glob("*.json"))]
 
 
 @pytest.fixture(scope="module")

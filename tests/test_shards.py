@@ -18,6 +18,7 @@ from indexer.shards import (
     shard_schema,
     shards_metadata,
     shards_model_hash,
+    write_atomic,
 )
 
 DIM = 8
@@ -97,7 +98,7 @@ def test_failures_go_to_the_errors_table_with_their_keys(tmp_path):
 def test_shards_of_two_models_in_one_dir_are_refused(tmp_path):
     for name, model_hash in (("shard-00000.parquet", "one"), ("shard-00001.parquet", "two")):
         schema = shard_schema(DIM, "float32", model_hash, "m")
-        pq.write_table(rows(schema, 0, 1)[0], tmp_path / name)
+        write_atomic(rows(schema, 0, 1)[0], tmp_path / name)
     with pytest.raises(ValueError, match="one model"):
         shards_model_hash(tmp_path)
     with pytest.raises(FileNotFoundError, match="clamp embed"):

@@ -13,6 +13,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import click
 
 from runtime.cli import precision_option
+from runtime.storage.dirs import CHECKPOINT, OutDirError, prepare_out_dir
+from runtime.storage.lock import DirLockedError, exclusive
 from training.evaluate import evaluate as run_evaluation
 from training.evaluate import markdown_table, write_into_card
 from training.train import TrainConfig
@@ -104,10 +106,17 @@ def train(
         cache_dir=cache_dir,
         limit=limit,
     )
-    summary = run_training(config)
-    click.echo(f"trained {summary['train_tunes']} tunes in {summary['seconds']:.0f} s; checkpoint in {out}")
-    if then_evaluate:
-        _report(run_evaluation(out, device=device), out, update_card=True)
+    try:
+        with exclusive(out, "clamp train"):
+            prepare_out_dir(out, CHECKPOINT, replacing=False)  # before the hours of training, not after
+            summary = run_training(config)
+            click.echo(
+                f"trained {summary['train_tunes']} tunes in {summary['seconds']:.0f} s; checkpoint in {out}"
+            )
+            if then_evaluate:
+                _report(run_evaluation(out, device=device), out, update_card=True)
+    except (OutDirError, DirLockedError) as err:
+        raise click.ClickException(str(err)) from err
 
 
 @click.command()

@@ -13,6 +13,7 @@ import click
 
 from runtime.model.modeldir import PRECISIONS
 from runtime.search.limits import Limit
+from runtime.storage.space import disk_full_cause, disk_full_message
 
 # name -> ("module:attribute" of a click command, one-line help for `clamp --help`), in listing order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -71,6 +72,15 @@ class LazyGroup(click.Group):
             return super().get_command(ctx, cmd_name)
         module_name, attr = self.lazy_commands[cmd_name][0].split(":")
         return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the subcommand; a full disk, in any of them, ends in one line saying what ran out (exit 1)."""
+        try:
+            return super().invoke(ctx)
+        except Exception as err:  # an OSError, SQLite's "database or disk is full", or one wrapped
+            if disk_full_cause(err) is None:
+                raise
+            raise click.ClickException(disk_full_message(err)) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """List subcommands from the table, without importing them (keeps `--help` instant and torch-free)."""

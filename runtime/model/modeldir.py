@@ -72,12 +72,23 @@ def _read_json(directory: Path, name: str) -> dict[str, Any]:
         raise ModelDirError(f"{path} is not valid JSON ({error}); re-run `clamp export`") from error
 
 
+def required_files(model_dir: Path) -> list[str]:
+    """What the encoder may open, so what the manifest must list: config, tokenizer, every graph there."""
+    try:
+        tokenizer = read_config(model_dir)["text"]["tokenizer"]
+    except (ModelDirError, KeyError, TypeError):
+        tokenizer = TOKENIZER_FILE
+    graphs = [p.name for p in model_dir.iterdir() if p.name.endswith((".onnx", ".onnx.data", ".data"))]
+    return [CONFIG_FILE, str(tokenizer), *graphs]
+
+
 def verify_model_dir(model_dir: str | Path, full: bool = False) -> dict[str, Any]:
     """The manifest, after checking its files: sizes always, sha256 and model hash when `full`."""
     directory = Path(model_dir)
     manifest = read_manifest(directory)
     remedy = "re-run `clamp export --force`"
-    files = listed_files(manifest, directory / MANIFEST_FILE, remedy, ModelDirError)
+    where = directory / MANIFEST_FILE
+    files = listed_files(manifest, where, required_files(directory), remedy, ModelDirError)
     if not isinstance(manifest.get("model_hash"), str):
         raise ModelDirError(f"{directory / MANIFEST_FILE} has no model_hash; {remedy}")
     check_files(directory, files, full, remedy, ModelDirError)

@@ -178,7 +178,7 @@ class Index:
         where = directory / MANIFEST_FILE
         check_files(
             directory,
-            listed_files(manifest, where, REBUILD, IndexDirError),
+            listed_files(manifest, where, INDEX_FILES, REBUILD, IndexDirError),
             full_check,
             REBUILD,
             IndexDirError,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,13 @@ def file_entries(directory: Path, names: list[str]) -> dict[str, dict[str, Any]]
 
 
 def listed_files(
-    manifest: Any, where: Path, remedy: str, error: type[Exception]
+    manifest: Any, where: Path, required: Iterable[str], remedy: str, error: type[Exception]
 ) -> dict[str, dict[str, Any]]:
-    """The manifest's "files" table, checked: plain file names, each with its bytes and sha256."""
+    """The manifest's "files" table, checked: plain file names, each with its bytes and sha256.
+
+    Every name in `required` (the files the reader of this artifact opens) must be listed: a file the
+    manifest does not cover could be swapped unnoticed, so an omission is a refusal, never a skip.
+    """
     files = manifest.get("files") if isinstance(manifest, dict) else None
     well_formed = isinstance(files, dict) and all(
         Path(name).name == name not in ("", ".", "..")
@@ -40,6 +45,9 @@ def listed_files(
     )
     if not well_formed:
         raise error(f'{where} has no valid "files" table (file names with bytes and sha256); {remedy}')
+    omitted = sorted(set(required) - files.keys())
+    if omitted:
+        raise error(f'{where} does not list {", ".join(omitted)} in its "files" table; {remedy}')
     return files
 
 
