@@ -34,6 +34,8 @@ demo: export
 	$(CLAMP) search "a slow air in E minor" --index build/index -k 5
 	$(CLAMP) search "a German folk song" --index build/index -k 5 --filter 'meter = 3/4 and collection = essenFolksong'
 	$(CLAMP) search "a slow air" --index build/index -k 5 --filter '(rhythm = air or meter = 3/4) and key in (Em, Am)'
+	$(CLAMP) search "a Christmas carol" --index build/index -k 5 --mode vector
+	$(CLAMP) search "a Christmas carol" --index build/index -k 5
 	$(CLAMP) index facets build/index --fields key,meter,rhythm,collection --top 5
 	$(CLAMP) similar "$(CORPUS)/ryansMammoth/SleepyMaggieReel.abc" --index build/index -k 5
 	$(CLAMP) classify "$(CORPUS)/ryansMammoth/SleepyMaggieReel.abc" --model $(MODEL) --label-set tune-type
@@ -57,6 +59,7 @@ bench: demo
 	$(PY) bench/bench_query.py --index build/index --index build/bench/n1000000/index --runs 3
 	$(PY) bench/bench_ann.py --base-shards build/shards --sizes 100000 --noise 1
 	$(PY) bench/bench_formats.py
+	$(PY) bench/bench_search_quality.py --index build/index
 
 clean:
 	rm -rf build

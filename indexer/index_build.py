@@ -29,8 +29,9 @@ from indexer.shards import (
     shards_provenance,
 )
 from indexer.supersede import read_superseded
-from runtime.model.encoder import available_cores
+from runtime.model.encoder import Encoder, available_cores
 from runtime.model.modeldir import CONFIG_FILE, file_sha256, verify_model_dir
+from runtime.search.calibration import calibrate
 from runtime.search.index import (
     HNSW_FILE,
     INDEX_FILES,
@@ -148,6 +149,7 @@ def _build(
     _save_graph(graph, tmp / HNSW_FILE)
     vectors.close()
     items.finish()
+    calibration = _calibration(recorded_model_dir, tmp / VECTORS_FILE)
 
     manifest = {
         "kind": INDEX,
@@ -161,6 +163,7 @@ def _build(
         "space": SPACE,
         "M": m,
         "ef_construction": ef_construction,
+        "calibration": calibration,
         "build_seconds": round(time.perf_counter() - started, 3),
         "shards_dir": str(shards_dir.resolve()),
         "corpus_roots": provenance["corpus_roots"],
@@ -171,6 +174,13 @@ def _build(
     }
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _calibration(model_dir: str | None, vectors_file: Path) -> dict[str, Any] | None:
+    """Match-strength calibration with the shards' model (runtime.search.calibration), None without one."""
+    if model_dir is None or not (Path(model_dir) / CONFIG_FILE).is_file():
+        return None
+    return calibrate(Encoder.open(model_dir), np.load(vectors_file, mmap_mode="r"))
 
 
 def _matching_model_dir(

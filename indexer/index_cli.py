@@ -30,8 +30,9 @@ def index() -> None:
     "--model",
     "model_dir",
     type=click.Path(exists=True, file_okay=False),
-    help="Model dir that made the shards, recorded so queries default to it "
-    "[default: the one the shards record, else $CLAMP_MODEL or build/model, if it is that model].",
+    help="Model dir that made the shards, recorded so queries default to it, and used to calibrate "
+    "match strength [default: the one the shards record, else $CLAMP_MODEL or build/model, if it is "
+    "that model].",
 )
 @click.option(
     "--m",
@@ -54,11 +55,13 @@ def build(
 ) -> None:
     """Build an index dir from SHARDS_DIR (written by `clamp embed`).
 
-    The index dir holds index.hnsw (the graph), items.sqlite (metadata and ABC of every tune),
-    vectors.npy (for exact search) and manifest.json (with the model dir the shards record, so queries
-    need no --model). Rows superseded since they were embedded (their file changed) are left out. An
-    existing index at --out is replaced once the new one is complete; any other non-empty --out (a
-    model dir, another program's files) is refused.
+    The index dir holds index.hnsw (the graph), items.sqlite (metadata and ABC of every tune, and the
+    keyword table over their text metadata), vectors.npy (for exact search) and manifest.json (with
+    the model dir the shards record, so queries need no --model, and the match-strength calibration:
+    the best cosines of texts unrelated to music, embedded with that model). Rows superseded since
+    they were embedded (their file changed) are left out. An existing index at --out is replaced once
+    the new one is complete; any other non-empty --out (a model dir, another program's files) is
+    refused.
     """
     from indexer.index_build import build_index
 
@@ -80,6 +83,12 @@ def build(
         click.echo(f"left out {manifest['superseded_skipped']} superseded row(s) (their files changed since)")
     if manifest["model_dir"] is None:
         click.echo("note: no model dir recorded; queries will need --model DIR (or $CLAMP_MODEL)", err=True)
+    if manifest["calibration"] is None:
+        click.echo(
+            "note: no model to calibrate match strength with: hits carry no z and searches cannot say when "
+            "the best match is no better than chance; rebuild with --model DIR",
+            err=True,
+        )
 
 
 @index.command()

@@ -21,7 +21,7 @@ from runtime.music.abc import split_tunes
 from runtime.search.filters import parse_filter
 from runtime.search.hits import exact_top_k, softmax_probs
 from runtime.search.index import Index, ModelMismatchError, read_manifest
-from runtime.search.items import ItemStore, ItemWriter
+from runtime.search.items import ItemStore, ItemWriter, item_row
 from runtime.search.keys import read_music
 from runtime.storage.dirs import OutDirError
 
@@ -66,7 +66,7 @@ def test_build_writes_graph_items_vectors_and_manifest(built):
 
 
 def test_text_search_ranks_items_by_cosine(index):
-    hits = index.search_text("a lively jig", k=10)
+    hits = index.search_text("a lively jig", k=10, mode="vector")
     assert len(hits) == 10
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True)
@@ -85,7 +85,7 @@ def test_text_search_ranks_items_by_cosine(index):
             "meta",
         } <= hit.metadata.keys()
         assert hit.abc is None
-    assert ids(index.search_text("a lively jig", k=10, exact=True)) == ids(hits)
+    assert ids(index.search_text("a lively jig", k=10, mode="vector", exact=True)) == ids(hits)
 
 
 def test_music_search_finds_the_query_tune_first(index, built):
@@ -123,7 +123,7 @@ def test_similar_to_an_indexed_tune_and_item_lookup(index):
 )
 def test_the_source_root_is_the_folder_all_sources_share(tmp_path, sources, root):
     writer = ItemWriter(tmp_path / "items.sqlite")
-    writer.add((i, f"id{i}", source, 0, *[None] * 6, "{}", "") for i, source in enumerate(sources))
+    writer.add(item_row(i, f"id{i}", source, 0, "{}", "") for i, source in enumerate(sources))
     writer.finish()
     assert ItemStore(tmp_path / "items.sqlite").source_root() == root
 

@@ -35,10 +35,10 @@ def client(index) -> Iterator[httpx.Client]:
 
 
 def test_search_returns_ranked_hits_with_timing(client, index):
-    response = client.post("/search", json={"text": "a lively jig", "k": 4})
+    response = client.post("/search", json={"text": "a lively jig", "k": 4, "mode": "vector"})
     assert response.status_code == 200
     hits = response.json()["results"]
-    assert [h["id"] for h in hits] == [h.id for h in index.search_text("a lively jig", k=4)]
+    assert [h["id"] for h in hits] == [h.id for h in index.search_text("a lively jig", k=4, mode="vector")]
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     timing = response.headers["server-timing"]
     assert "encode;dur=" in timing and "search;dur=" in timing and "total;dur=" in timing

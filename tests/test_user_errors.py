@@ -98,7 +98,7 @@ def test_an_unexpected_error_is_a_json_500_without_details(built):
     def broken(*args, **kwargs):
         raise raised[-1]
 
-    index.search_vectors = broken
+    index.search_text = broken  # what POST /search runs
     with serving(create_app(index)) as client:
         raised.append(RuntimeError("secret internals"))
         answer = client.post("/search", json={"text": "a jig"})

@@ -204,7 +204,8 @@ def test_search_lists_a_line_per_tune_and_unfolds_one_on_a_click(page):
     assert not first.find_element(By.CSS_SELECTOR, ".similarity").is_displayed()
     assert not page.find_element(By.ID, "chance-note").is_displayed()
     page.find_element(By.ID, "show-scores").click()
-    assert first.find_element(By.CSS_SELECTOR, ".similarity").text == f"cosine {expected[0]['score']:.3f}"
+    z = f" · z {expected[0]['z']:.1f}" if "z" in expected[0] else ""  # match strength, where calibrated
+    assert first.find_element(By.CSS_SELECTOR, ".similarity").text == f"cosine {expected[0]['score']:.3f}{z}"
 
     detail = unfold(first)
     assert "File" in detail.find_element(By.CSS_SELECTOR, ".meta").text

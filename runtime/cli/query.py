@@ -12,7 +12,10 @@ from typing import Any
 import click
 
 from runtime.cli import InRange
+from runtime.search.calibration import CHANCE_Z, no_better_than_chance
+from runtime.search.filters import FILTER_HELP
 from runtime.search.hits import Hit, hits_as_dicts, softmax_probs
+from runtime.search.hybrid import MODES
 from runtime.search.index import Index, index_model, missing_model_error, read_manifest, resolve_model_dir
 from runtime.search.keys import (
     DEFAULT_TEMPLATE,
@@ -26,7 +29,6 @@ from runtime.search.keys import (
     text_keys_file,
 )
 from runtime.search.keys import classify as classify_music
-from runtime.search.filters import FILTER_HELP
 from runtime.search.limits import TOP_N, TUNE, K, require_text
 
 TABLE_FIELDS = ("title", "rhythm", "meter", "key", "origin")  # shown when the hits carry them
@@ -41,18 +43,32 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(str(err.args[0]) if isinstance(err, KeyError) else str(err)) from err
 
 
-def format_table(hits: list[Hit], key: str = "id") -> str:
-    """Hits as an aligned text table, best first: rank, cosine, softmax prob (scale e), metadata, id.
+def format_table(
+    hits: list[Hit], key: str = "id", with_prob: bool = False, score_name: str = "cosine"
+) -> str:
+    """Hits as an aligned text table, best first: rank, score, z, found by, metadata, id.
 
-    `key` heads the last column: what the hits' ids are (item ids, or classify's labels).
+    `key` heads the last column: what the hits' ids are (item ids, or classify's labels). `with_prob`
+    adds clamp.py's softmax over these hits (scale e), which means something only where they are
+    every candidate (zero-shot labels), not for the top k of an index.
     """
     if not hits:
         return "no results"
     fields = [f for f in TABLE_FIELDS if any(h.metadata.get(f) for h in hits)]
-    header = ["#", "cosine", "prob", *fields, key]
+    columns = {
+        "#": lambda rank, hit, prob: str(rank),
+        score_name: lambda rank, hit, prob: f"{hit.score:.4f}",
+        **({"prob": lambda rank, hit, prob: f"{prob:.1%}"} if with_prob else {}),
+        **({"z": lambda rank, hit, prob: f"{hit.z:.1f}"} if any(h.z is not None for h in hits) else {}),
+        **({"found": lambda rank, hit, _: "+".join(hit.found_by)} if any(h.found_by for h in hits) else {}),
+        **{f: (lambda rank, hit, prob, f=f: _cell(hit.metadata.get(f))) for f in fields},
+        key: lambda rank, hit, prob: hit.id,
+    }
+    probs = softmax_probs([h.score for h in hits])
+    header = list(columns)
     rows = [
-        [str(rank), f"{hit.score:.4f}", f"{prob:.1%}", *(_cell(hit.metadata.get(f)) for f in fields), hit.id]
-        for rank, (hit, prob) in enumerate(zip(hits, softmax_probs([h.score for h in hits]), strict=True), 1)
+        [cell(rank, hit, prob) for cell in columns.values()]
+        for rank, (hit, prob) in enumerate(zip(hits, probs, strict=True), 1)
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [
@@ -68,11 +84,31 @@ def _cell(value: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def emit(query: str, hits: list[Hit], as_json: bool, key: str = "id") -> None:
+def emit(
+    query: str,
+    hits: list[Hit],
+    as_json: bool,
+    key: str = "id",
+    *,
+    with_prob: bool = False,
+    mode: str | None = None,
+) -> None:
+    """Print hits as JSON or a table; for text searches (`mode` given) say when they are only chance."""
+    chance = no_better_than_chance(hits) if mode else None
     if as_json:
-        click.echo(json.dumps({"query": query, "results": hits_as_dicts(hits)}, indent=2, ensure_ascii=False))
-    else:
-        click.echo(format_table(hits, key))
+        answer: dict[str, Any] = {"query": query}
+        if mode:
+            answer |= {"mode": mode, "no_match_better_than_chance": chance}
+        answer["results"] = hits_as_dicts(hits, with_prob)
+        click.echo(json.dumps(answer, indent=2, ensure_ascii=False))
+        return
+    if chance:
+        best = max(h.z for h in hits if h.z is not None)
+        click.echo(
+            f"no match better than chance (best z={best:.1f}, under {CHANCE_Z:g}: unrelated texts score as "
+            "high on this index); the nearest tunes anyway:"
+        )
+    click.echo(format_table(hits, key, with_prob, "bm25" if mode == "keyword" else "cosine"))
 
 
 def read_music_arg(music: str, tune: int) -> str:
@@ -164,6 +200,14 @@ tune_option = click.option(
 @click.command()
 @click.argument("text")
 @index_options
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default=None,
+    help="vector: the model's embedding; keyword: bm25 over titles, composers, places, genres and other "
+    "metadata (English words reach German metadata through runtime/search/synonyms.tsv); hybrid: both, "
+    "fused [default: hybrid where the index has its keyword table, else vector].",
+)
 def search(
     text: str,
     index_dir: str,
@@ -173,19 +217,26 @@ def search(
     with_abc: bool,
     model_dir: str | None,
     as_json: bool,
+    mode: str | None,
 ) -> None:
-    """Semantic search: tunes of an index that match a TEXT description.
+    """Text search: tunes of an index that match a TEXT description, their metadata or both.
+
+    Each hit says which side found it (vector, keyword) and its z: its cosine against the best cosines
+    of texts unrelated to music on this index. When the best hit is no better than those, it says so.
 
     \b
     clamp search "a lively jig" --index build/index -k 5
+    clamp search "a harp tune by O'Carolan" --index build/index --mode hybrid
     clamp search "slow air" --index build/index --filter 'meter = 3/4 and origin contains Ireland'
     """
     with user_errors():
         require_text(text)  # before the index and model load
-        hits = Index.open(index_dir, model_dir).search_text(
-            text, k, filter=filter_text, exact=exact, with_abc=with_abc
-        )
-    emit(text, hits, as_json)
+        index = Index.open(index_dir, model_dir)
+        if mode is None and index.default_mode() == "vector":
+            click.echo("note: this index has no keyword table (built before it): vector only", err=True)
+        mode = mode or index.default_mode()
+        hits = index.search_text(text, k, mode=mode, filter=filter_text, exact=exact, with_abc=with_abc)
+    emit(text, hits, as_json, mode=mode)
 
 
 @click.command()
@@ -309,7 +360,7 @@ def classify(
         else:
             encoder = index.require_encoder() if index else open_encoder(model_dir)
             hits = classify_music(encoder, read_music_arg(music, tune), names, template or set_template)
-    emit(music, hits, as_json, key="label")
+    emit(music, hits, as_json, key="label", with_prob=True)
 
 
 @click.command()
@@ -376,4 +427,4 @@ def query(
         )
         vector = encoder.embed_abc([query]) if music else encoder.embed_texts([query])
         hits = keys.search(vector, top_n)[0]
-    emit(query_text, hits, as_json)
+    emit(query_text, hits, as_json, with_prob=True)

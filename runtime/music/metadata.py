@@ -93,14 +93,14 @@ def canonical_value(field: str, value: str) -> str:
     return (canonical(value) or value) if canonical else value
 
 
-def canonical_fields(meta: Mapping[str, str], source: str) -> dict[str, str | None]:
+def canonical_fields(meta: Mapping[str, str], source: str | None) -> dict[str, str | None]:
     """CANONICAL_FIELDS of one tune from its raw header fields (`meta`) and the file it came from.
 
     `collection` is a `collection` field of the tune's row (tables), else the folder its file lives in
     (music21's corpus: essenFolksong, oneills1850, ryansMammoth...): B: and S: name a book with a page or
     tune number (1,851 distinct B: values in music21's corpus), too fine to group tunes by.
     """
-    folder = PurePosixPath(source).parent.name or None
+    folder = PurePosixPath(source).parent.name or None if source else None
     return {
         "title": clean_text(meta.get("title")),
         "composer": clean_text(meta.get("composer")),

@@ -14,12 +14,19 @@ EXACT_CHUNK_ROWS = 65536
 
 @dataclass(frozen=True)
 class Hit:
-    """One result: the key's id, its cosine with the query, its metadata and (on request) its ABC."""
+    """One result: the key's id, its cosine with the query, its metadata and (on request) its ABC.
+
+    Text searches also say which side found it (`found_by`: "vector", "keyword") and how its cosine
+    compares with what unrelated queries get on the index (`z`; runtime.search.calibration). In
+    keyword mode without a model, `score` is the bm25 relevance instead of a cosine.
+    """
 
     id: str
     score: float
     metadata: dict[str, Any] = field(default_factory=dict)
     abc: str | None = None
+    found_by: tuple[str, ...] = ()
+    z: float | None = None
 
 
 def softmax_probs(scores: np.ndarray | list[float], scale: float = math.e) -> np.ndarray:
@@ -31,12 +38,22 @@ def softmax_probs(scores: np.ndarray | list[float], scale: float = math.e) -> np
     return weights / weights.sum()
 
 
-def hits_as_dicts(hits: list[Hit]) -> list[dict[str, Any]]:
-    """JSON-ready hits, best first, each with its cosine and its softmax probability over these hits."""
+def hits_as_dicts(hits: list[Hit], with_prob: bool = False) -> list[dict[str, Any]]:
+    """JSON-ready hits, best first, each with its score, and where known `found_by` and `z`.
+
+    `with_prob` adds the softmax probability over these hits: meaningful where the hits are every
+    candidate (zero-shot labels, clamp.py's keys), not for the top k of an index (it reads 100% at k=1).
+    """
     probs = softmax_probs([h.score for h in hits])
     rows = []
     for hit, prob in zip(hits, probs, strict=True):
-        row: dict[str, Any] = {"id": hit.id, "score": round(hit.score, 6), "prob": round(float(prob), 6)}
+        row: dict[str, Any] = {"id": hit.id, "score": round(hit.score, 6)}
+        if with_prob:
+            row["prob"] = round(float(prob), 6)
+        if hit.found_by:
+            row["found_by"] = list(hit.found_by)
+        if hit.z is not None:
+            row["z"] = round(hit.z, 3)
         row.update(hit.metadata)
         if hit.abc is not None:
             row["abc"] = hit.abc

@@ -16,6 +16,7 @@ from runtime.model.modeldir import CONFIG_FILE
 from runtime.search.errors import REBUILD, IndexDirError
 from runtime.search.filters import Filter, parse_filter
 from runtime.search.hits import Hit, exact_top_k
+from runtime.search.hybrid import text_search
 from runtime.search.items import ItemStore
 from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify, classify_vector, read_music
 from runtime.search.limits import EF, K, require_text
@@ -218,25 +219,50 @@ class Index:
         exact: bool = False,
         with_abc: bool = False,
     ) -> list[list[Hit]]:
+        return self.hits(*self.nearest(queries, k, filter=filter, exact=exact), with_abc)
+
+    def nearest(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        filter: str | Filter | None = None,
+        exact: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """search_vectors' labels and cosines [Q, <=k], best first, without fetching the items."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         conditions = parse_filter(filter) if isinstance(filter, str) else filter
         if conditions is None:
-            labels, scores = self._exact(queries, k, None) if exact else self._graph(queries, k, None)
-            return self._hits(labels, scores, with_abc)
+            return self._exact(queries, k, None) if exact else self._graph(queries, k, None)
         if not exact and (found := self._graph_then_filter(queries, k, conditions)) is not None:
-            return self._hits(*found, with_abc)
+            return found
         allowed = self.items.labels_matching(conditions)
         if len(allowed) == 0:
-            return [[] for _ in queries]
+            return np.zeros((len(queries), 0), dtype=np.int64), np.zeros((len(queries), 0), dtype=np.float32)
         if exact or len(allowed) <= EXACT_SUBSET_MAX:
-            labels, scores = self._exact(queries, k, allowed)
-        else:
-            labels, scores = self._graph(queries, k, allowed)
-        return self._hits(labels, scores, with_abc)
+            return self._exact(queries, k, allowed)
+        return self._graph(queries, k, allowed)
 
-    def search_text(self, text: str, k: int = 10, **options: Any) -> list[Hit]:
-        """Semantic search: the items whose music best matches a text description."""
-        return self.search_vectors(self.require_encoder().embed_texts([require_text(text)]), k, **options)[0]
+    def search_text(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        mode: str | None = None,
+        vector: np.ndarray | None = None,
+        **options: Any,
+    ) -> list[Hit]:
+        """Text search: items whose music (vector), metadata (keyword) or both (hybrid) match the text.
+
+        `mode` defaults to hybrid where the index has its keyword table (default_mode); `vector` is
+        the text's embedding when the caller has it already. Hits say which side found them and
+        carry their `z` (runtime.search.calibration). Options as search_vectors'.
+        """
+        return text_search(self, require_text(text), K.check(k), mode=mode, vector=vector, **options)
+
+    def default_mode(self) -> str:
+        """hybrid where the index has its keyword table; vector for indices built before it."""
+        return "hybrid" if self.items.has_keywords() else "vector"
 
     def search_music(
         self, music: str | Path, k: int = 10, *, tune: int = 0, exclude_self: bool = True, **options: Any
@@ -375,7 +401,8 @@ class Index:
         keep = np.stack([np.flatnonzero(row)[:k] for row in passing])
         return np.take_along_axis(labels, keep, axis=1), np.take_along_axis(scores, keep, axis=1)
 
-    def _hits(self, labels: np.ndarray, scores: np.ndarray, with_abc: bool) -> list[list[Hit]]:
+    def hits(self, labels: np.ndarray, scores: np.ndarray, with_abc: bool = False) -> list[list[Hit]]:
+        """Hits (ids, metadata, ABC on request) for rows of labels and their scores."""
         found = self.items.items(np.unique(labels).tolist(), with_abc)
         return [
             [

@@ -16,6 +16,7 @@ import numpy as np
 
 from runtime.music.abc import FIELD_NAMES
 from runtime.music.metadata import CANONICAL_FIELDS, canonical_fields, canonical_value
+from runtime.search import keyword
 from runtime.search.errors import REBUILD, DamagedIndexError, QueryTooComplexError
 from runtime.search.filters import Condition, Filter, filter_sql
 
@@ -51,9 +52,10 @@ class ItemWriter:
         self._conn.executemany(self._insert, rows)
 
     def finish(self) -> None:
-        """Index the filterable columns (after the bulk insert: faster than maintaining them) and close."""
+        """Index the filterable columns and the keyword table (after the bulk insert: faster) and close."""
         self._conn.commit()
         self._conn.executescript(_CREATE_INDEXES)
+        keyword.create_fts(self._conn)
         self._conn.close()
 
 
@@ -147,6 +149,18 @@ class ItemStore:
             rows = self._conn().execute(sql, [*target_params, *params, top])
             return [(str(value), n) for value, n in rows]
 
+    def has_keywords(self) -> bool:
+        """Whether keyword (and so hybrid) search is possible: indices built before it lack the table."""
+        with self._reading():
+            return keyword.has_fts(self._conn())
+
+    def keyword_search(
+        self, query: str, k: int, tree: Filter | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The k best items for a text query (labels, bm25, parts of the query matched; keyword.search)."""
+        with self._reading():
+            return keyword.search(self._conn(), query, k, *where_sql(tree))
+
     def label_of(self, item_id: str) -> int | None:
         with self._reading():
             row = self._conn().execute("SELECT label FROM items WHERE id = ?", (item_id,)).fetchone()
@@ -157,7 +171,8 @@ class ItemStore:
 
         Of sorted strings, the first and last share exactly the prefix common to all: one scan, no list.
         """
-        low, high = self._conn().execute("SELECT MIN(source), MAX(source) FROM items").fetchone()
+        with self._reading():
+            low, high = self._conn().execute("SELECT MIN(source), MAX(source) FROM items").fetchone()
         if low is None:
             return ""
         prefix = os.path.commonprefix([low, high]) if low != high else low

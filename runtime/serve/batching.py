@@ -209,15 +209,22 @@ class Batcher:
 
 @dataclass(frozen=True)
 class Search:
-    """How to search with an input's vector: k, search_vectors' options, and an ABC to leave out (similar)."""
+    """How to search with an input's vector: k, search_vectors' options, and an ABC to leave out (similar).
+
+    A text search (`text` given) runs Index.search_text in `mode` with the vector: hybrid also asks the
+    keyword table, and its hits carry found_by and z.
+    """
 
     k: int
     options: dict[str, Any] = field(default_factory=dict)
     exclude_abc: str | None = None
+    text: str | None = None
+    mode: str = "vector"
 
     def alone(self) -> bool:
-        """Searched one by one: with a filter (its fallbacks are decided per call), or leaving out a tune."""
-        return bool(self.options.get("filter")) or self.exclude_abc is not None
+        """Searched one by one: with a filter (its fallbacks are decided per call), leaving out a tune,
+        or a text search (its keyword side is per text)."""
+        return bool(self.options.get("filter")) or self.exclude_abc is not None or self.text is not None
 
     def key(self) -> str:
         """Equal for searches that one search_vectors call answers together."""
@@ -251,7 +258,14 @@ def encode_then_search(index: Index, embed: Callable[[Encoder, list[Any]], np.nd
                 groups[row if ask.search.alone() else ask.search.key()].append(row)
         for rows in groups.values():
             search = asks[rows[0]].search
-            if search.alone():
+            if search.text is not None:
+                vector = vectors[rows[0]]
+                hits = [
+                    index.search_text(
+                        search.text, search.k, mode=search.mode, vector=vector, **search.options
+                    )
+                ]
+            elif search.alone():
                 vector = vectors[rows[0]]
                 hits = [index.nearest_except(vector, search.k, abc=search.exclude_abc, **search.options)]
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,7 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from runtime.cli import InRange, precision_option
 from runtime.music.abc import split_tunes
 from runtime.music.validate import require_music
+from runtime.search.calibration import no_better_than_chance
 from runtime.search.hits import facets_as_dict, hits_as_dicts
+from runtime.search.hybrid import resolve_mode
 from runtime.search.index import DEFAULT_FACET_FIELDS, DEFAULT_FACET_TOP, Index, UnknownItemError
 from runtime.search.keys import (
     DEFAULT_TEMPLATE,
@@ -65,12 +68,17 @@ class QueryOptions(BaseModel):
     def search_options(self) -> dict[str, Any]:
         return {"filter": self.filter, "exact": self.exact, "with_abc": self.with_abc}
 
-    def search(self, exclude_abc: str | None = None) -> Search:
-        return Search(self.k, self.search_options(), exclude_abc)
+    def search(self, exclude_abc: str | None = None, text: str | None = None, mode: str = "vector") -> Search:
+        return Search(self.k, self.search_options(), exclude_abc, text, mode)
 
 
 class SearchRequest(QueryOptions):
     text: QueryText = Field(max_length=TEXT_CHARS, description="What the music is like.")
+    mode: Literal["hybrid", "vector", "keyword"] | None = Field(
+        None,
+        description="vector: the model; keyword: bm25 over titles, composers, places, genres; hybrid: both "
+        "[default: hybrid where the index has its keyword table, else vector].",
+    )
 
 
 class SimilarRequest(QueryOptions):
@@ -138,11 +146,11 @@ def create_app(
         body_timeout=body_timeout,
         request_timeout=request_timeout,
     )
-    source_root = index.items.source_root()
+    source_root = cache(index.items.source_root)  # read on first use: damage then answers a 503, not a crash
 
     def public(rows: list[dict]) -> list[dict]:
         """Rows as the API shows them: `source` relative to the corpus root, never the server's own path."""
-        return [relative_source(row, source_root) for row in rows]
+        return [relative_source(row, source_root()) for row in rows]
 
     install_error_handlers(app)
 
@@ -151,10 +159,27 @@ def create_app(
         index.require_encoder()  # no model: 503 before queueing
         return await tower.submit([Ask(value, search) for value in values], stages_of(request.scope))
 
-    @app.post("/search", summary="Semantic search: tunes matching a text description")
+    @app.post("/search", summary="Text search: tunes whose music or metadata match a description")
     async def search(body: SearchRequest, request: Request) -> JSONResponse:
-        hits = (await encoded(towers.text, request, [body.text], body.search()))[0]
-        return answer({"query": body.text, "results": public(hits_as_dicts(hits))})
+        """Hits say which side found them (`found_by`) and their `z`; `no_match_better_than_chance` is
+        true when the best of them scores no higher than texts unrelated to music do on this index."""
+        mode = resolve_mode(index, body.mode)
+        if mode == "keyword":  # no encoding: straight to the keyword table
+            hits = await run_in_threadpool(
+                index.search_text, body.text, body.k, mode=mode, **body.search_options()
+            )
+        else:
+            hits = (await encoded(towers.text, request, [body.text], body.search(text=body.text, mode=mode)))[
+                0
+            ]
+        return answer(
+            {
+                "query": body.text,
+                "mode": mode,
+                "no_match_better_than_chance": no_better_than_chance(hits),
+                "results": public(hits_as_dicts(hits)),
+            }
+        )
 
     similar_body = upload_body(("k", "filter", "exact", "with_abc", "tune"), SimilarRequest)
 
@@ -223,7 +248,7 @@ def create_app(
             music = encoded(towers.music, request, [patches])
         prompt_vectors, vectors = await asyncio.gather(encoded(towers.text, request, prompts), music)
         hits = rank_labels(labels, prompts, np.stack(prompt_vectors), vectors[0])
-        return answer({"results": hits_as_dicts(hits)})
+        return answer({"results": hits_as_dicts(hits, with_prob=True)})
 
     @app.post("/v1/embeddings", summary="Embeddings, OpenAI-shaped; modality text or abc")
     async def embeddings(body: EmbeddingsRequest, request: Request) -> JSONResponse:
@@ -418,7 +443,8 @@ def serve(
     """Serve an index over HTTP (JSON). Interactive API docs at http://HOST:PORT/docs.
 
     \b
-    POST /search          {"text": "a lively jig", "k": 10, "filter": "meter = 6/8 and key in (D, G)"}
+    POST /search          {"text": "a lively jig", "k": 10, "filter": "meter = 6/8 and key in (D, G)",
+                           "mode": "hybrid"}
     POST /similar         {"abc": "X:1 ..."} or {"id": "..."} or a multipart .abc `file`
     POST /classify        {"abc": "X:1 ..." | "id": "...", "labels": ["jig", "reel"] | "label_set": "meter"}
     POST /v1/embeddings   {"input": ["a jig"], "modality": "text"}   (OpenAI-shaped; modality text|abc)
