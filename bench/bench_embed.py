@@ -34,8 +34,8 @@ from exporter.optimize import write_fp16, write_int8
 from runtime.model.encoder import Encoder, available_cores, patch_batches
 from runtime.model.families import load_family
 from runtime.model.modeldir import TOWERS, encoder_file
-from runtime.music.patching import N_CLASSES, prepare_music
 from runtime.model.text import TextTokenizer
+from runtime.music.patching import N_CLASSES, prepare_music
 from training.batches import text_embeddings
 from training.corpus import load_corpus
 from training.describe import describe

@@ -29,8 +29,8 @@ def _up_to_date(out: Path, source_hash: str, int8: bool) -> bool:
     "model_name",
     default="default",
     show_default=True,
-    help="A model family (default, clamp-s-512, clamp-s-1024, clamp2, clamp3-c2, clamp3-saas) or a checkpoint "
-    "dir (written by `clamp train`, or a CLaMP 2/3 .pth beside its family config.json).",
+    help="A model family (default, clamp-s-512, clamp-s-1024, clamp2, clamp3-c2, clamp3-saas) or a "
+    "checkpoint dir (written by `clamp train`, or a CLaMP 2/3 .pth beside its family config.json).",
 )
 @click.option(
     "--checkpoint",

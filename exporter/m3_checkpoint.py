@@ -26,8 +26,8 @@ def layout_help(family: dict) -> str:
     """Where the files of a family's checkpoint dir come from."""
     hub = family["hub"]
     return (
-        f"A {family['name']} checkpoint dir holds {family['checkpoint_file']} (Hugging Face repo {hub['repo']}) "
-        f"and the {TOKENIZER_FILE} of {hub['tokenizer']['repo']}."
+        f"A {family['name']} checkpoint dir holds {family['checkpoint_file']} "
+        f"(Hugging Face repo {hub['repo']}) and the {TOKENIZER_FILE} of {hub['tokenizer']['repo']}."
     )
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import torch
 
 from exporter.model import CLaMP
-from runtime.music.abc import split_tunes
 from runtime.model.encoder import Encoder
+from runtime.model.text import TextTokenizer
+from runtime.music.abc import split_tunes
 from runtime.music.patching import window_spans
 from runtime.music.profiles import profile_of
-from runtime.model.text import TextTokenizer
 
 # Minimum cosine of each variant against PyTorch: below it fp32/fp16 fail the export, int8 is dropped.
 GATES = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.99}

@@ -13,8 +13,8 @@ import torch
 from tokenizers import ByteLevelBPETokenizer
 
 from exporter.model import CLaMP
-from runtime.music.abc import split_tunes
 from runtime.model.families import load_family
+from runtime.music.abc import split_tunes
 from runtime.music.patching import prepare_music
 
 # Tiny models run fastest on one thread; on a shared CPU torch's pool of 2 spins: 6 ms vs 400 ms a forward.

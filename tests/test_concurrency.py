@@ -63,7 +63,7 @@ def queries(index: Index, tunes: list[str], some_ids: list[str], vectors: np.nda
 
 
 def test_32_threads_on_a_fresh_index_give_the_one_thread_answers(built, monkeypatch):
-    monkeypatch.setattr(runtime.search.index, "EXACT_SUBSET_MAX", 20)  # larger filtered subsets walk the graph
+    monkeypatch.setattr(runtime.search.index, "EXACT_SUBSET_MAX", 20)  # larger subsets walk the graph
     alone = Index.open(built.index_dir)
     inputs = (
         [read_music(path, 0) for path in built.files],

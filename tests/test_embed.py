@@ -19,9 +19,9 @@ from helpers import tiny_model_dir
 from indexer.reader import TuneRecord, expand_inputs, read_inputs
 from indexer.runner import EmbedOptions, embed_corpus
 from indexer.shards import embeddings_matrix, iter_shard_batches, read_errors, shard_files, shards_metadata
-from runtime.music.abc import split_tunes
 from runtime.cli import main
 from runtime.model.encoder import Encoder
+from runtime.music.abc import split_tunes
 from runtime.music.patching import prepare_music
 
 REPO = Path(__file__).resolve().parent.parent

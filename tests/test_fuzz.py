@@ -23,7 +23,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer.mapper import Patched, patch_abc
-from runtime.music.profiles import PROFILES
 from indexer.reader import Failure, TuneRecord, expand_inputs, read_inputs
 from indexer.runner import EmbedOptions, embed_corpus
 from indexer.shards import iter_shard_batches, read_errors
@@ -31,6 +30,7 @@ from runtime.music import formats
 from runtime.music.abc import split_tunes, tune_id
 from runtime.music.formats import ScoreError, decode_bytes, read_tunes
 from runtime.music.patching import EOS_ID, PATCH_LENGTH, abc_filter, decode_patches, prepare_music
+from runtime.music.profiles import PROFILES
 from runtime.music.validate import music_problem
 
 # Derandomised: the same cases on every run; no example database written into the checkout.
@@ -79,7 +79,7 @@ def fuzz(name: str) -> settings:
 
 
 class ExactEncoder:
-    """A stand-in for runtime.model.encoder.Encoder: a deterministic unit vector per patch array, numpy only."""
+    """A stand-in for runtime.model.encoder.Encoder: one deterministic unit vector per patch array."""
 
     model_hash, model_name, dim, max_patches = "e" * 64, "exact-test-encoder", 8, 16
     profile = PROFILES["clamp1"]

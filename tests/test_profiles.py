@@ -83,4 +83,3 @@ def test_clamp_patch_refuses_what_the_family_cannot_read_in_one_line(tmp_path):
     result = CliRunner().invoke(main, ["patch", str(path), "--family", "clamp3-c2"])
     assert result.exit_code == 1 and "different numbers of bars" in result.output
     assert "Traceback" not in result.output
-

@@ -21,9 +21,9 @@ from helpers import tiny_model_dir
 from indexer.ray_engine import ActorPlan, RayOptions, check_absolute, check_reachable, plan_actors
 from indexer.runner import EmbedOptions, embed_corpus
 from indexer.shards import embeddings_matrix, iter_shard_batches, read_errors, shard_files
-from runtime.music.abc import split_tunes
 from runtime.cli import main
 from runtime.model.encoder import Encoder
+from runtime.music.abc import split_tunes
 
 REPO = Path(__file__).resolve().parent.parent
 RAY_TIMEOUT = 150  # seconds for one Ray run in a child process (about 10 s when the CPU is free)
@@ -37,7 +37,7 @@ SHARD_ROWS = 40
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> list[str]:
-    """Real files, a tune longer than the model's max patches, and inputs that fail to read or are not music."""
+    """Real files, a tune longer than the max patches, and inputs that fail to read or are not music."""
     from music21 import corpus as music21_corpus
 
     root = tmp_path_factory.mktemp("corpus")

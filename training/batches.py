@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from exporter.model import CLaMP
-from runtime.music.patching import PATCH_LENGTH
 from runtime.model.text import TextTokenizer
+from runtime.music.patching import PATCH_LENGTH
 
 
 def resolve_device(name: str) -> torch.device:

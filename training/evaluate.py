@@ -19,8 +19,8 @@ import numpy as np
 import runtime
 from exporter.checkpoint import load_model
 from runtime.model.encoder import Encoder
-from runtime.music.patching import prepare_music
 from runtime.model.text import TextTokenizer
+from runtime.music.patching import prepare_music
 from training.batches import music_embeddings, resolve_device, text_embeddings
 from training.corpus import load_corpus
 from training.describe import TuneFacts, describe

@@ -24,8 +24,8 @@ from tqdm import tqdm
 from exporter.checkpoint import TOKENIZER_FILE, init_model, pretrained_text_dir, save_ours
 from exporter.model import CLaMP
 from runtime.model.families import load_family
-from runtime.music.patching import prepare_music
 from runtime.model.text import TextTokenizer
+from runtime.music.patching import prepare_music
 from training.batches import length_batches, pad_patches, pooled_text_features, resolve_device
 from training.corpus import load_corpus
 from training.describe import describe

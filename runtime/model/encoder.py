@@ -20,9 +20,9 @@ from runtime.model.modeldir import (
     read_config,
     verify_model_dir,
 )
+from runtime.model.text import TextTokenizer
 from runtime.music.patching import PAD_ID, window_spans
 from runtime.music.profiles import PROFILES
-from runtime.model.text import TextTokenizer
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 

@@ -135,7 +135,7 @@ def segments(patches: np.ndarray, max_patches: int) -> tuple[list[np.ndarray], n
 
 
 def frame_label(row: np.ndarray) -> str | None:
-    """"<EOS patch>" for the all-EOS patch that ends a tune, None for a patch of text."""
+    """ "<EOS patch>" for the all-EOS patch that ends a tune, None for a patch of text."""
     return "<EOS patch>" if row[0] == EOS_ID else None
 
 

@@ -335,7 +335,7 @@ def read_tune(index: Index, text: str, tune: int) -> tuple[str, np.ndarray]:
 
 
 def upload_body(fields: tuple[str, ...], json_model: type[BaseModel] | None = None) -> dict:
-    """The OpenAPI request body of a route reading a multipart score `file` (plus string `fields`, or JSON)."""
+    """The OpenAPI body of a route reading a multipart score `file` (plus string `fields`, or JSON)."""
     properties = {
         "file": {"type": "string", "format": "binary", "description": "a score"},
         **{name: {"type": "string"} for name in fields},
