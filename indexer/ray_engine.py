@@ -29,6 +29,7 @@ from indexer.reader import Failure, Item, TableColumns, TuneRecord, read_inputs
 from indexer.runner import EmbedOptions, Run, RunStats, embedding_run
 from indexer.shards import embeddings_matrix
 from runtime.music.patching import PATCH_LENGTH
+from runtime.music.profiles import PROFILES
 
 INSTALL_HINT = "pip install 'clamp-index[ray]' (or: pip install 'ray[data]>=2.9')"
 CPU_ACTOR_CORES = 4.0  # ONNX Runtime threads per CPU actor: more cores per session scale poorly
@@ -238,7 +239,12 @@ def build_dataset(
         read_files,
         batch_size=1,
         batch_format="pyarrow",
-        fn_kwargs={"columns": options.columns, "skip": skip, "rows_per_table": options.chunk_tunes},
+        fn_kwargs={
+            "columns": options.columns,
+            "skip": skip,
+            "rows_per_table": options.chunk_tunes,
+            "preprocessing": encoder.profile.name,
+        },
         num_cpus=TASK_CPUS,
     )
     patched = read.map_batches(
@@ -273,13 +279,15 @@ def skipped_ids(skip: Any) -> frozenset[str]:
     return ray.get(skip)
 
 
-def read_files(batch: pa.Table, columns: TableColumns, skip: Any, rows_per_table: int) -> Iterator[pa.Table]:
+def read_files(
+    batch: pa.Table, columns: TableColumns, skip: Any, rows_per_table: int, preprocessing: str
+) -> Iterator[pa.Table]:
     """Read tasks: each input file's items as rows, a table every `rows_per_table`; done tunes as bare ids."""
     done = skipped_ids(skip)
     for source in batch.column("source").to_pylist():
         rows: list[dict[str, Any]] = []
         start = time.perf_counter()
-        for item in read_inputs([Path(source)], columns):
+        for item in read_inputs([Path(source)], columns, PROFILES[preprocessing]):
             rows.append(item_row(item, done))
             if len(rows) == rows_per_table:
                 yield rows_with_seconds(rows, time.perf_counter() - start)

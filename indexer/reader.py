@@ -17,6 +17,7 @@ from pathlib import Path
 
 from runtime.music.abc import count_tunes, read_header, source_path, split_tunes, tune_id
 from runtime.music.formats import KIND_OF_SUFFIX, ScoreError, decode_bytes, read_tunes
+from runtime.music.profiles import Profile
 from runtime.music.validate import music_problem
 
 
@@ -65,7 +66,7 @@ class TableColumns:
 
 
 Item = TuneRecord | Failure
-FileReader = Callable[[Path, str, TableColumns], Iterator[Item]]
+FileReader = Callable[[Path, str, TableColumns, Profile | None], Iterator[Item]]
 
 
 def tune_item(
@@ -79,7 +80,9 @@ def tune_item(
     return TuneRecord(ident, source, index, abc, meta)
 
 
-def read_abc_file(path: Path, source: str, columns: TableColumns) -> Iterator[Item]:
+def read_abc_file(
+    path: Path, source: str, columns: TableColumns, profile: Profile | None = None
+) -> Iterator[Item]:
     """Tunes of a multi-tune ABC file (one per X: record; a file with no X: line is one tune)."""
     try:
         text, note = decode_bytes(path.read_bytes())
@@ -95,10 +98,13 @@ def read_abc_file(path: Path, source: str, columns: TableColumns) -> Iterator[It
         yield tune_item(source, tune.index, tune.abc, dict(tune.meta))
 
 
-def read_score_file(path: Path, source: str, columns: TableColumns) -> Iterator[Item]:
-    """A MusicXML or MIDI score converted to ABC (with a timeout); a score that fails is an error row."""
+def read_score_file(
+    path: Path, source: str, columns: TableColumns, profile: Profile | None = None
+) -> Iterator[Item]:
+    """A MusicXML or MIDI score converted to ABC (with a timeout), or read natively as the model's
+    preprocessing `profile` does (CLaMP 2/3: MIDI as MTF); a score that fails is an error row."""
     try:
-        tunes = read_tunes(path)
+        tunes = read_tunes(path, profile=profile)
     except ScoreError as err:
         yield Failure(source, None, "read", str(err))
         return
@@ -133,7 +139,9 @@ def row_record(row: dict, source: str, index: int, columns: TableColumns) -> Ite
     return tune_item(source, index, abc, meta, ident, where=f"row {index}: ")
 
 
-def read_jsonl_file(path: Path, source: str, columns: TableColumns) -> Iterator[Item]:
+def read_jsonl_file(
+    path: Path, source: str, columns: TableColumns, profile: Profile | None = None
+) -> Iterator[Item]:
     """Rows of a JSON-lines table (one object per non-empty line), streamed line by line."""
     with path.open("rb") as lines:
         index = 0
@@ -155,7 +163,7 @@ def read_jsonl_file(path: Path, source: str, columns: TableColumns) -> Iterator[
 
 
 def read_parquet_file(
-    path: Path, source: str, columns: TableColumns, batch_rows: int = 1024
+    path: Path, source: str, columns: TableColumns, profile: Profile | None = None, batch_rows: int = 1024
 ) -> Iterator[Item]:
     """Rows of a Parquet table, streamed a row group batch at a time."""
     import pyarrow.parquet as pq
@@ -287,16 +295,19 @@ _SPECIAL_FILES = (
 )
 
 
-def read_inputs(files: Iterable[Path], columns: TableColumns = TableColumns()) -> Iterator[Item]:
+def read_inputs(
+    files: Iterable[Path], columns: TableColumns = TableColumns(), profile: Profile | None = None
+) -> Iterator[Item]:
     """Every tune record (or failure) of the files, one file at a time so memory stays bounded.
 
     Each file's source is its canonical path (`source_path`), the same however the path was spelled.
+    `profile` is the model's preprocessing (how scores are read); None: CLaMP 1's.
     """
     for path in files:
         source = source_path(path)
         try:
             _check_readable(path)
-            yield from READERS[path.suffix.lower()](path, source, columns)
+            yield from READERS[path.suffix.lower()](path, source, columns, profile)
         except Exception as err:  # one unreadable file never stops a run: it is recorded and skipped
             yield Failure(source, None, "read", f"cannot read {source}: {type(err).__name__}: {err}")
 

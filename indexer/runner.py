@@ -342,7 +342,7 @@ def embed_corpus(
     with embedding_run(inputs, encoder, out_dir, options, {"name": "local"}) as run:
         batcher = WindowEmbedder(encoder, run.writer, run.intake, options)
         patched = parallel_patch(
-            run.intake.chunks(read_inputs(run.files, options.columns)),
+            run.intake.chunks(read_inputs(run.files, options.columns, encoder.profile)),
             encoder.max_patches,
             options.workers,
             encoder.profile.name,

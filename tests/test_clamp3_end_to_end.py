@@ -4,13 +4,18 @@ answering Russian and Chinese queries; the windowed towers equal PyTorch's windo
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
+import music21
 import numpy as np
+import pyarrow.dataset as ds
 import pytest
 import torch
 from click.testing import CliRunner
 from helpers import real_tunes
 from m3_helpers import tiny_m3_family, write_m3_checkpoint
+from test_mtf import spec_midi
 
 from exporter.checkpoint import load_model
 from exporter.parity import torch_reference
@@ -37,6 +42,8 @@ def pipeline(tmp_path_factory):
     corpus = root / "corpus"
     corpus.mkdir()
     (corpus / "tunes.abc").write_text("\n\n".join(real_tunes()))
+    (corpus / "spec.mid").write_bytes(spec_midi())  # read natively: MTF, not ABC
+    shutil.copy(Path(music21.__file__).parent / "corpus" / "bach" / "bwv1.6.mxl", corpus / "chorale.mxl")
     clamp("embed", corpus, "--model", root / "model", "--out", root / "shards", "--workers", 0, "--quiet")
     clamp("index", "build", root / "shards", "--out", root / "index")
     return root, family
@@ -80,3 +87,24 @@ def test_windowed_runtime_equals_pytorch_window_averages(pipeline):
     assert np.allclose(music, unit(reference["music"]), atol=1e-5)
     assert np.allclose(text, unit(reference["text"]), atol=1e-5)
     assert len(encoder.profile.abc_patches(tunes[-1], None)) > 3 * family["music"]["max_patches"]
+
+
+def test_scores_are_read_as_the_family_reads_them(pipeline):
+    root, _ = pipeline
+    rows = ds.dataset(root / "shards").to_table(columns=["source", "abc"]).to_pylist()
+    by_file = {Path(row["source"]).name: row["abc"] for row in rows}
+    assert by_file["spec.mid"].startswith("ticks_per_beat 480\n")  # MIDI as MTF: no lossy MIDI -> ABC step
+    chorale = by_file["chorale.mxl"]
+    assert "L:1/8" in chorale and "%%MIDI" not in chorale  # xml2abc -d 8 -x, not CLaMP 1's -m 2 -c 6 -x
+    out = clamp(
+        "similar",
+        root / "corpus" / "spec.mid",
+        "--index",
+        root / "index",
+        "--model",
+        root / "model",
+        "-k",
+        2,
+        "--json",
+    )
+    assert len(json.loads(out)["results"]) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,3 +84,16 @@ def test_clamp_patch_refuses_what_the_family_cannot_read_in_one_line(tmp_path):
     result = CliRunner().invoke(main, ["patch", str(path), "--family", "clamp3-c2"])
     assert result.exit_code == 1 and "different numbers of bars" in result.output
     assert "Traceback" not in result.output
+
+
+def test_clamp_patch_m3_on_musicxml_interleaves_xml2abc_s_d8_output(tmp_path):
+    import music21
+
+    score = (Path(music21.__file__).parent / "corpus" / "bach" / "bwv1.6.mxl").read_bytes()
+    (record,) = run_patch(tmp_path, "chorale.mxl", score, "--family", "clamp3-c2")
+    text = record["filtered_abc"]
+    assert "%%MIDI" not in text and "L:1/8\n" in text  # xml2abc -d 8 -x (CLaMP 1's -m 2 writes %%MIDI)
+    assert "L:1/8\n" not in record["patches"]  # CLaMP 3 drops it when patching
+    assert all(f"[V:{v}]" in text.splitlines()[-1] for v in (1, 2, 3, 4))  # a bar of each voice a line
+    (clamp2,) = run_patch(tmp_path, "chorale.mxl", score, "--family", "clamp2")
+    assert "L:1/8\n" in clamp2["patches"]  # CLaMP 2 keeps it as a header patch

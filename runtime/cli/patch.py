@@ -10,19 +10,19 @@ import click
 
 from runtime.model.families import load_family
 from runtime.music.abc import Tune
-from runtime.music.formats import MIDI_SUFFIXES, SCORE_SUFFIXES, read_tunes
+from runtime.music.formats import SCORE_SUFFIXES, read_tunes
 from runtime.music.profiles import Profile, profile_of
 
 DEFAULT_FAMILY = "default"  # the default model's family (what `clamp export` exports without --family)
 
 
-def read_score(path: str) -> list[Tune]:
-    """The tunes of a score file, read (and converted to ABC) as `clamp similar` reads it.
+def read_score(path: str, profile: Profile) -> list[Tune]:
+    """The tunes of a score file, read (and converted) as `clamp similar` reads it for this profile.
 
     Stdin ('-') and files of other suffixes are ABC text, decoded as UTF-8 with a Latin-1 fallback.
     """
     if path != "-" and Path(path).suffix.lower() in SCORE_SUFFIXES:
-        return read_tunes(Path(path))
+        return read_tunes(Path(path), profile=profile)
     data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     return read_tunes(Path("text.abc"), data)
 
@@ -59,7 +59,7 @@ def patch(file: str, family: str, ids: bool, as_json: bool) -> None:
     for i, (tune, model_text, patches) in enumerate(records):
         record = {
             "tune_index": i,
-            "title": tune.meta.get("title") if tune else None,
+            "title": tune.meta.get("title"),
             "n_patches": len(patches),
             "filtered_abc": model_text,
             "patches": patches.tolist() if ids else profile.decode(patches),
@@ -72,8 +72,6 @@ def patch(file: str, family: str, ids: bool, as_json: bool) -> None:
             click.echo(f"{n:4d}  {profile.frame_label(row) or text}")
 
 
-def read_pieces(file: str, profile: Profile) -> list[tuple[Tune | None, str]]:
+def read_pieces(file: str, profile: Profile) -> list[tuple[Tune, str]]:
     """Each tune of the file with the text the profile patches (MIDI read natively where it can be)."""
-    if profile.midi_text is not None and file.lower().endswith(MIDI_SUFFIXES):
-        return [(None, profile.midi_text(Path(file).read_bytes()))]
-    return [(tune, profile.model_text(tune.abc)) for tune in read_score(file)]
+    return [(tune, profile.model_text(tune.abc)) for tune in read_score(file, profile)]

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from runtime.cli import InRange
+from runtime.music.profiles import Profile
 from runtime.search.calibration import CHANCE_Z, no_better_than_chance
 from runtime.search.filters import FILTER_HELP
 from runtime.search.hits import Hit, hits_as_dicts, softmax_probs
@@ -111,11 +112,11 @@ def emit(
     click.echo(format_table(hits, key, with_prob, "bm25" if mode == "keyword" else "cosine"))
 
 
-def read_music_arg(music: str, tune: int) -> str:
-    """A tune from a file path, or from stdin for '-'."""
+def read_music_arg(music: str, tune: int, profile: Profile | None = None) -> str:
+    """A tune from a file path (read as the model's `profile` reads scores), or from stdin for '-'."""
     if music == "-":
         return read_music(sys.stdin.read() + "\n", tune)  # the newline marks it as ABC text, not a path
-    return read_music(Path(music), tune)
+    return read_music(Path(music), tune, profile)
 
 
 def read_text_arg(text: str) -> str:
@@ -275,7 +276,8 @@ def similar(
         if names_an_item(music, index):
             hits = index.similar_to(music, k, **options)
         else:
-            hits = index.search_music(read_music_arg(music, tune), k, **options)
+            profile = index.require_encoder().profile
+            hits = index.search_music(read_music_arg(music, tune, profile), k, **options)
     emit(music, hits, as_json)
 
 
@@ -359,7 +361,8 @@ def classify(
             hits = index.classify_item(music, names, template or set_template)
         else:
             encoder = index.require_encoder() if index else open_encoder(model_dir)
-            hits = classify_music(encoder, read_music_arg(music, tune), names, template or set_template)
+            music_abc = read_music_arg(music, tune, encoder.profile)
+            hits = classify_music(encoder, music_abc, names, template or set_template)
     emit(music, hits, as_json, key="label", with_prob=True)
 
 
@@ -417,9 +420,13 @@ def query(
     clamp query tune.abc --query-modal music --key-modal music --keys tunes/ --top-n 5
     """
     with user_errors():
-        music = query_modal == "music"  # read the query first: a bad one fails before any encoding
-        query = read_music_arg(query_text, tune) if music else require_text(read_text_arg(query_text))
-        encoder = open_encoder(model_dir, index_dir)
+        music = query_modal == "music"
+        encoder = open_encoder(model_dir, index_dir)  # opening checks files only: no session starts yet
+        query = (  # read before any encoding: a bad query fails first
+            read_music_arg(query_text, tune, encoder.profile)
+            if music
+            else require_text(read_text_arg(query_text))
+        )
         root = Path(keys_path)
         cache = None if no_cache else FeatureCache.for_keys(encoder.model_hash, root)
         keys: KeySet = (

@@ -56,7 +56,7 @@ def limit_memory(megabytes: int) -> None:
 
 
 def serve_conversions() -> None:
-    """The child's loop: answer each (kind, data) with ("ok", abc) or ("error", a ScoreError) till EOF."""
+    """The child's loop: answer each (kind, data, flavour) with ("ok", abc) or ("error", a ScoreError)."""
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the replies
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
@@ -67,9 +67,9 @@ def serve_conversions() -> None:
     limit_memory(megabytes)  # the conversions', not the imports'
     write_frame(replies, ("ready", os.getpid()))
     while (request := read_frame(sys.stdin.buffer)) is not None:
-        kind, data = request
+        kind, data, flavour = request
         try:
-            write_frame(replies, ("ok", convert_here(kind, data)))
+            write_frame(replies, ("ok", convert_here(kind, data, flavour)))
         except ScoreError as err:
             write_frame(replies, ("error", err))
         except MemoryError:
@@ -97,12 +97,12 @@ class ConverterProcess:
         self._replies: queue.SimpleQueue = queue.SimpleQueue()
         self._owner_pid = os.getpid()
 
-    def convert(self, kind: str, data: bytes, timeout: float) -> str:
+    def convert(self, kind: str, data: bytes, timeout: float, flavour: str = "clamp1") -> str:
         """ABC of a score, or ScoreError (conversion failed, timed out, or killed the child)."""
         with self._lock:
             child = self._running_child()
             try:
-                write_frame(child.stdin, (kind, data))
+                write_frame(child.stdin, (kind, data, flavour))
                 reply = self._replies.get(timeout=timeout)
             except OSError:  # the child exited between two calls
                 reply = None

@@ -23,6 +23,7 @@ import threading
 import types
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.etree import ElementTree
 
 from runtime.music.abc import Tune, read_header, split_tunes
@@ -47,10 +48,17 @@ XML2ABC_OPTIONS = dict(
     u=False, m=2, c=6, d=0, n=0, b=0, o="", v=0, x=True, p=[], j=False, t=False, s=False, v1=False, ped=True,
     stm=False, i=False
 )  # fmt: skip
+# xml2abc's flags per generation, named by a preprocessing profile: CLaMP 2/3 run `-d 8 -x` (unit length
+# forced to 1/8, no %%MIDI lines, no credit filter; clamp2-3-spec §10.1).
+XML2ABC_FLAVOURS = {"clamp1": XML2ABC_OPTIONS, "m3": {**XML2ABC_OPTIONS, "m": 0, "c": 0, "d": 8}}
 # Played MIDI files are snapped to sixteenths (lytk tells played from notated files; notated ones stay exact).
 MIDI_QUANTIZE = 16
 _PLACEHOLDER_TITLE = "Title"  # what xml2abc writes when a score has no title
 _FIRST_KEY_LINE = re.compile(r"^K:.*$", re.MULTILINE)
+
+
+if TYPE_CHECKING:
+    from runtime.music.profiles import Profile
 
 
 class ScoreError(ValueError):
@@ -173,14 +181,15 @@ def as_released_xml2abc(abc: str) -> str:
 _XML2ABC_LOCK = threading.Lock()  # xml2abc keeps its output in a module global
 
 
-def musicxml_to_abc(data: bytes) -> str:
-    """MusicXML (plain or `.mxl`) -> ABC, as CLaMP's `xml2abc.py -m 2 -c 6 -x` prints it."""
+def musicxml_to_abc(data: bytes, flavour: str = "clamp1") -> str:
+    """MusicXML (plain or `.mxl`) -> ABC, as CLaMP's `xml2abc.py -m 2 -c 6 -x` (flavour "m3": `-d 8 -x`)
+    prints it."""
     require_converters("musicxml")
     from abctoolkit import xml2abc
 
     document = musicxml_payload(data)
     check_score_xml(document)
-    options = types.SimpleNamespace(**XML2ABC_OPTIONS)
+    options = types.SimpleNamespace(**XML2ABC_FLAVOURS[flavour])
     with _XML2ABC_LOCK:
         xml2abc.abcOut = xml2abc.ABCoutput("score.abc", "", 0, options)
         xml2abc.abcOut.outfile = abc = io.StringIO()
@@ -191,36 +200,38 @@ def musicxml_to_abc(data: bytes) -> str:
     return as_released_xml2abc(abc.getvalue().rstrip("\n") + "\n")
 
 
-def midi_to_abc(data: bytes) -> str:
+def midi_to_abc(data: bytes, flavour: str = "clamp1") -> str:
     """MIDI -> ABC: lytk reads it (quantising played files) into MusicXML, which xml2abc turns into ABC."""
     require_converters("midi")
     import lytk
 
     score = lytk.from_midi_bytes(data, quantize=MIDI_QUANTIZE)
-    return musicxml_to_abc(lytk.to_musicxml(score).encode("utf-8"))
+    return musicxml_to_abc(lytk.to_musicxml(score).encode("utf-8"), flavour)
 
 
 CONVERTERS = {"musicxml": musicxml_to_abc, "midi": midi_to_abc}
 
 
-def convert_here(kind: str, data: bytes) -> str:
+def convert_here(kind: str, data: bytes, flavour: str = "clamp1") -> str:
     """Convert in this process, every failure of the converters (Rust panics included) as a ScoreError."""
     try:
-        return CONVERTERS[kind](data)
+        return CONVERTERS[kind](data, flavour)
     except (ScoreError, MemoryError, KeyboardInterrupt, SystemExit):  # the child reports MemoryError
         raise
     except BaseException as err:  # lytk reports Rust panics as BaseException
         raise ScoreError(f"{type(err).__name__}: {err}") from err
 
 
-def convert_score(kind: str, data: bytes, timeout: float | None = DEFAULT_TIMEOUT) -> str:
+def convert_score(
+    kind: str, data: bytes, timeout: float | None = DEFAULT_TIMEOUT, flavour: str = "clamp1"
+) -> str:
     """ABC of a MusicXML or MIDI score; in the converter child with `timeout` seconds, or here when None."""
     require_converters(kind)
     if timeout is None:
-        return convert_here(kind, data)
+        return convert_here(kind, data, flavour)
     from runtime.music.converter import CONVERTER  # the child process's machinery, loaded on first use
 
-    return CONVERTER.convert(kind, data, timeout)
+    return CONVERTER.convert(kind, data, timeout, flavour)
 
 
 # --- tunes of any score -----------------------------------------------------------------------------------
@@ -235,11 +246,18 @@ def converted_tune(abc: str, kind: str, fallback_title: str) -> Tune:
     return Tune(index=0, line=1, abc=abc, meta=meta)
 
 
-def read_tunes(path: Path, data: bytes | None = None, timeout: float | None = DEFAULT_TIMEOUT) -> list[Tune]:
+def read_tunes(
+    path: Path,
+    data: bytes | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    profile: Profile | None = None,
+) -> list[Tune]:
     """Tunes of a score file (or of its bytes, e.g. an upload named `path`): ABC split, others converted.
 
     MusicXML and MIDI give one tune whose metadata says `converted_from`; an untitled score is titled by
     its file name. timeout: seconds a conversion may take (None: convert in this process, unguarded).
+    `profile` (a model's preprocessing, default CLaMP 1's) sets xml2abc's flags, and a profile that reads
+    MIDI natively gets a MIDI file's MTF text (CLaMP 2/3) instead of ABC.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -263,8 +281,17 @@ def read_tunes(path: Path, data: bytes | None = None, timeout: float | None = DE
             tunes = [Tune(index=0, line=1, abc=text, meta=read_header(text.split("\n")))]
         return tunes
     kind = KIND_OF_SUFFIX[suffix]
+    if kind == "midi" and profile is not None and profile.midi_text is not None:
+        try:
+            return [Tune(index=0, line=1, abc=profile.midi_text(data), meta=_mtf_meta(path.stem))]
+        except ValueError as err:
+            raise ScoreError(f"{path}: cannot read this MIDI file: {err}") from None
     try:
-        abc = convert_score(kind, data, timeout)
+        abc = convert_score(kind, data, timeout, profile.xml2abc if profile else "clamp1")
     except ScoreError as err:  # ScoreTooLarge stays itself: the server answers it with 413
         raise type(err)(f"{path}: cannot convert this {kind} file: {err}") from None
     return [converted_tune(abc, kind, path.stem)]
+
+
+def _mtf_meta(title: str) -> dict[str, str]:
+    return {"title": title, "converted_from": "midi (MTF)"}

@@ -19,10 +19,6 @@ from runtime.music import m3, patching
 from runtime.music.interleave import interleave_abc
 from runtime.music.mtf import MTF_DROPPED, midi_to_mtf
 
-# xml2abc flags per generation (clamp2-3-spec §10.1): CLaMP 1 `-m 2 -c 6 -x`, CLaMP 2/3 `-d 8 -x`.
-XML2ABC_CLAMP1 = {"m": 2, "c": 6, "x": True}
-XML2ABC_M3 = {"d": 8, "x": True}
-
 
 @dataclass(frozen=True)
 class Profile:
@@ -30,7 +26,7 @@ class Profile:
 
     name: str
     n_classes: int
-    xml2abc: dict
+    xml2abc: str  # runtime.music.formats.XML2ABC_FLAVOURS: CLaMP 1's `-m 2 -c 6 -x` or CLaMP 2/3's `-d 8 -x`
     model_text: Callable[[str], str]  # ABC as given -> the text that is patched (filtered / interleaved)
     patchilize: Callable[[str, int | None], np.ndarray]  # that text -> ids [P, 64]
     decode: Callable[[np.ndarray], list[str]]
@@ -69,7 +65,7 @@ def _m3(name: str, profile: m3.M3Profile, mtf_dropped: frozenset[str]) -> Profil
     return Profile(
         name=name,
         n_classes=m3.N_CLASSES,
-        xml2abc=XML2ABC_M3,
+        xml2abc="m3",
         model_text=_m3_text,
         patchilize=lambda text, _max: m3.m3_patchilize(text, profile),
         decode=m3.decode_m3_patches,
@@ -84,7 +80,7 @@ PROFILES: dict[str, Profile] = {
     "clamp1": Profile(
         name="clamp1",
         n_classes=patching.N_CLASSES,
-        xml2abc=XML2ABC_CLAMP1,
+        xml2abc="clamp1",
         model_text=patching.clean_abc,
         patchilize=patching.patchilize,
         decode=patching.decode_patches,

@@ -4,13 +4,15 @@ A tune is music when its text holds no control characters but tab, newline, vert
 carriage return (else it is binary data, e.g. an executable named `x.abc`), and CLaMP's bar patching finds
 at least one bar in it: CLaMP encodes music bar by bar, and a tune without a bar line would be embedded
 from its header lines alone. A `K:` field is not required: tunes without one (`|abc|def|`) still patch into
-bars, and CLaMP's own corpora hold some.
+bars, and CLaMP's own corpora hold some. MTF text (MIDI as CLaMP 2/3 read it natively) is music by its
+messages, not by bars.
 """
 
 from __future__ import annotations
 
 import re
 
+from runtime.music.m3 import MTF_FIRST_TOKEN
 from runtime.music.patching import abc_filter, patch_strings
 from runtime.search.limits import excerpt
 
@@ -53,6 +55,8 @@ def music_problem(abc: str, min_bars: int = 1) -> str | None:
             f"not ABC music: binary data (control character {ord(control.group()):#04x} at character {at}) "
             f"near {excerpt(abc[max(0, at - 8) :], QUOTED_CHARS // 2)!r}"
         )
+    if abc.startswith(MTF_FIRST_TOKEN + " "):  # MIDI read natively (CLaMP 2/3): messages, not bars
+        return None
     if min_bars == 1 and has_sure_bar(abc):
         return None
     if n_bar_patches(abc[:_PREFIX_CHARS]) >= min_bars:

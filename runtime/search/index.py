@@ -271,8 +271,9 @@ class Index:
 
         `exclude_self` leaves out indexed items whose ABC is the query's (the tune itself, at cosine 1).
         """
-        abc = read_music(music, tune)
-        vector = self.require_encoder().embed_abc([abc])
+        encoder = self.require_encoder()
+        abc = read_music(music, tune, encoder.profile)
+        vector = encoder.embed_abc([abc])
         return self.nearest_except(vector, k, abc=abc if exclude_self else None, **options)
 
     def similar_to(
@@ -316,7 +317,8 @@ class Index:
         self, music: str | Path, labels: Sequence[str], template: str = DEFAULT_TEMPLATE, *, tune: int = 0
     ) -> list[Hit]:
         """Zero-shot classification of a tune against label texts, with the index's model."""
-        return classify(self.require_encoder(), read_music(music, tune), labels, template)
+        encoder = self.require_encoder()
+        return classify(encoder, read_music(music, tune, encoder.profile), labels, template)
 
     def classify_item(
         self, item_id: str, labels: Sequence[str], template: str = DEFAULT_TEMPLATE

@@ -17,6 +17,7 @@ import numpy as np
 
 from runtime.music.abc import split_tunes
 from runtime.music.formats import SCORE_SUFFIXES, decode_bytes, read_tunes
+from runtime.music.profiles import Profile
 from runtime.music.validate import require_music
 from runtime.search.hits import Hit, exact_top_k
 from runtime.search.limits import TOP_N, excerpt
@@ -30,6 +31,7 @@ class Embedder(Protocol):
     """What key sets need from runtime.model.encoder.Encoder."""
 
     model_hash: str
+    profile: Profile  # how its music is read and patched
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -55,16 +57,17 @@ class KeySet:
         ]
 
 
-def read_music(source: str | Path, tune: int = 0) -> str:
+def read_music(source: str | Path, tune: int = 0, profile: Profile | None = None) -> str:
     """ABC of tune `tune` of a score file (ABC, MusicXML, MIDI) or of ABC text (text has a newline).
 
+    Scores are read as the model's preprocessing `profile` reads them (CLaMP 2/3: MIDI as MTF text).
     NotMusicError (a ValueError) when that tune is not ABC music (runtime.music.validate).
     """
     if isinstance(source, Path) or "\n" not in source:
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"music file {path} not found (pass a path to a score file, or ABC text)")
-        return pick_tune(read_tunes(path), tune, str(path))
+        return pick_tune(read_tunes(path, profile=profile), tune, str(path))
     tunes = split_tunes(source)
     if not tunes:
         if not source.strip():
@@ -73,12 +76,12 @@ def read_music(source: str | Path, tune: int = 0) -> str:
     return pick_tune(tunes, tune, "the ABC text")
 
 
-def upload_abc(filename: str, data: bytes) -> str:
+def upload_abc(filename: str, data: bytes, profile: Profile | None = None) -> str:
     """ABC text of an uploaded score: .abc decoded (tunes picked later), MusicXML/MIDI converted."""
     path = Path(Path(filename).name or "upload.abc")  # the name only says the format; it is never opened
     if path.suffix.lower() == ".abc":
         return decode_bytes(data)[0]
-    return pick_tune(read_tunes(path, data), 0, path.name)
+    return pick_tune(read_tunes(path, data, profile=profile), 0, path.name)
 
 
 def pick_tune(tunes: list, tune: int, origin: str) -> str:
@@ -160,7 +163,7 @@ def music_keys(encoder: Embedder, root: Path, cache: FeatureCache | None = None)
     )
     if not files:
         raise ValueError(f"no music files ({', '.join(MUSIC_SUFFIXES)}) found under {root}")
-    tunes = {f: read_tunes(f) for f in files}
+    tunes = {f: read_tunes(f, profile=encoder.profile) for f in files}
     ids, metadata = [], []
     for f in files:
         name = f.name if f == root else str(f.relative_to(root))

@@ -221,7 +221,8 @@ def create_app(
             raise HTTPException(422, "multipart request needs a `file` field (.abc, .mxl or .mid)")
         fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
         data = await upload.read()
-        return await run_in_threadpool(upload_abc, upload.filename or "upload.abc", data), fields
+        profile = index.require_encoder().profile
+        return await run_in_threadpool(upload_abc, upload.filename or "upload.abc", data, profile), fields
 
     @app.post(
         "/convert",
