@@ -1,5 +1,23 @@
-"""Tests never reach a model hub: huggingface_hub reads only its local cache (set before it is imported)."""
+"""Fixtures shared by the test modules; and no test reaches a model hub (set before huggingface_hub loads)."""
 
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+from query_corpus import Corpus, build_corpus  # noqa: E402
+
+from runtime.search.index import Index  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, request) -> Corpus:
+    """Real tunes embedded and indexed once a test module: its CORPUS_FILES, else query_corpus's default."""
+    files = getattr(request.module, "CORPUS_FILES", None)
+    return build_corpus(tmp_path_factory.mktemp("corpus"), *([files] if files else []))
+
+
+@pytest.fixture(scope="module")
+def index(built) -> Index:
+    """The built corpus's index (its model comes from the manifest)."""
+    return Index.open(built.index_dir)

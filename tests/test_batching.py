@@ -11,8 +11,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import pytest
-from query_corpus import Corpus, build_corpus
 from serving import serving
 
 from runtime.search.index import Index
@@ -28,16 +26,6 @@ TEXTS = [
     for where in ("from Ireland", "in D", "for the fiddle")
 ]
 LABELS = ["jig", "reel", "hornpipe", "song"]
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Corpus:
-    return build_corpus(tmp_path_factory.mktemp("corpus"), CORPUS_FILES)
-
-
-@pytest.fixture(scope="module")
-def index(built) -> Index:
-    return Index.open(built.index_dir)
 
 
 def record_texts(monkeypatch, index: Index, slow: str, seconds: float) -> list[list[str]]:

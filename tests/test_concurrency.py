@@ -12,8 +12,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import pytest
-from query_corpus import Corpus, build_corpus
 
 import runtime.search.index
 from runtime.model.encoder import Encoder
@@ -23,11 +21,6 @@ from runtime.search.keys import read_music
 THREADS = 32
 ROUNDS = 25  # each query is asked this many times, interleaved across the threads
 TEXTS = ["a lively jig", "a slow air", "a sad song from Ireland", "a hornpipe", "a reel in D", "Liebeslied"]
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Corpus:
-    return build_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def queries(index: Index, tunes: list[str], some_ids: list[str], vectors: np.ndarray) -> list:

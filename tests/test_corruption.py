@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from query_corpus import Corpus, build_corpus, clamp, other_model_dir
+from query_corpus import clamp, other_model_dir
 
 from indexer.index_build import build_index
 from indexer.reader import Failure
@@ -37,10 +37,7 @@ from runtime.storage.integrity import file_sha256
 SEED = 7
 FLIPS = 60  # single-bit flips per shard, at seeded random offsets
 
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Corpus:
-    return build_corpus(tmp_path_factory.mktemp("corpus"), files=("essenFolksong/irl.abc",))
+CORPUS_FILES = ("essenFolksong/irl.abc",)  # what the `built` fixture (conftest) embeds
 
 
 def copy(directory: Path, to: Path) -> Path:

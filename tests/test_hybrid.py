@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from query_corpus import Corpus, build_corpus, clamp
+from query_corpus import Corpus, clamp
 from serving import serving
 
 from runtime.search import hybrid
@@ -19,16 +19,6 @@ from runtime.search.index import Index, read_manifest
 from runtime.search.keyword import FTS_TABLE, key_words, normalize, query_groups, synonyms
 from runtime.serve.server import create_app
 from runtime.storage.integrity import file_entries
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Corpus:
-    return build_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-@pytest.fixture(scope="module")
-def index(built) -> Index:
-    return Index.open(built.index_dir)
 
 
 def with_calibration(built: Corpus, root: Path, mean: float) -> Path:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from query_corpus import Corpus, build_corpus, corpus_path, other_model_dir
+from query_corpus import build_corpus, corpus_path, other_model_dir
 
 import runtime.search.hits
 import runtime.search.index
@@ -24,16 +24,6 @@ from runtime.search.index import Index, ModelMismatchError, read_manifest
 from runtime.search.items import ItemStore, ItemWriter, item_row
 from runtime.search.keys import read_music
 from runtime.storage.dirs import OutDirError
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Corpus:
-    return build_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-@pytest.fixture(scope="module")
-def index(built) -> Index:
-    return Index.open(built.index_dir)  # the model comes from the manifest
 
 
 def ids(hits) -> list[str]:

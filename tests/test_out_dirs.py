@@ -12,14 +12,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from query_corpus import Corpus, build_corpus, clamp
+from query_corpus import clamp
 
 from runtime.storage.dirs import CHECKPOINT, INDEX, MODEL, SHARDS, describe_dir
 
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Corpus:
-    return build_corpus(tmp_path_factory.mktemp("corpus"), files=("oneills1850/0721-0730.abc",))
+CORPUS_FILES = ("oneills1850/0721-0730.abc",)  # what the `built` fixture (conftest) embeds
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:

@@ -7,14 +7,9 @@ import os
 import shutil
 
 import pytest
-from query_corpus import Corpus, build_corpus, clamp, other_model_dir
+from query_corpus import clamp, other_model_dir
 
 from runtime.search.keys import FeatureCache, label_set, music_keys, read_music
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Corpus:
-    return build_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 @pytest.fixture(autouse=True)

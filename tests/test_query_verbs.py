@@ -10,25 +10,14 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from query_corpus import Corpus, build_corpus, clamp, corpus_path
+from query_corpus import clamp, corpus_path
 from serving import serving
 
 from runtime.model.families import load_family
-from runtime.search.index import Index
 from runtime.search.keys import read_music
 from runtime.serve.server import create_app
 
 JIGS = "oneills1850-0721-0730.abc"
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Corpus:
-    return build_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-@pytest.fixture(scope="module")
-def index(built) -> Index:
-    return Index.open(built.index_dir)
 
 
 @pytest.fixture(scope="module")

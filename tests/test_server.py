@@ -9,23 +9,12 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
-from query_corpus import Corpus, build_corpus, corpus_path
+from query_corpus import corpus_path
 from serving import serving
 
 from runtime.music.abc import split_tunes
-from runtime.search.index import Index
 from runtime.search.keys import read_music
 from runtime.serve.server import create_app
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Corpus:
-    return build_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-@pytest.fixture(scope="module")
-def index(built) -> Index:
-    return Index.open(built.index_dir)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from query_corpus import Corpus, build_corpus
 from serving import free_port, serving
 
 import runtime.serve.guards
@@ -31,16 +30,6 @@ from runtime.serve.server import create_app
 
 KEY = "correct horse battery staple"
 CORPUS_FILES = ("oneills1850/0721-0730.abc", "essenFolksong/irl.abc")
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Corpus:
-    return build_corpus(tmp_path_factory.mktemp("corpus"), CORPUS_FILES)
-
-
-@pytest.fixture(scope="module")
-def index(built) -> Index:
-    return Index.open(built.index_dir)
 
 
 @pytest.fixture(scope="module")

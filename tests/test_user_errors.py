@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from query_corpus import Corpus, build_corpus, clamp
+from query_corpus import clamp
 from serving import serving
 
 from runtime.music.formats import ConverterMissing
@@ -24,11 +24,6 @@ from runtime.search.limits import EF, EXCERPT_CHARS, TOP_N, TUNE, K
 from runtime.serve.server import create_app
 
 PAGE = 4096  # SQLite's default page size
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Corpus:
-    return build_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 @pytest.fixture(scope="module")

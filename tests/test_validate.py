@@ -15,7 +15,7 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from query_corpus import Corpus, build_corpus, clamp
+from query_corpus import clamp
 from serving import serving
 
 from indexer.reader import Failure, TuneRecord, read_inputs
@@ -28,6 +28,8 @@ JIG = "X:1\nT:The Kesh\nR:jig\nM:6/8\nK:G\n|:GAG GAB|ABA ABd:|\n"
 LS = Path("/bin/ls")
 EXECUTABLE = LS.read_bytes()[:200_000] if LS.is_file() else b"\x7fELF\x02\x01\x00" * 30_000
 NO_BARS = "X:2\nT:Written without bar lines\nK:D\ndefg abag fedc\n"
+
+CORPUS_FILES = ("oneills1850/0721-0730.abc",)  # what the `built` fixture (conftest) embeds
 
 
 def xml_bomb() -> bytes:
@@ -86,11 +88,6 @@ def test_the_reader_records_each_tune_that_is_not_music_and_keeps_the_rest(tmp_p
     assert failures[("mixed.abc", 1)].startswith("no music: no bar line")
     assert failures[("rows.jsonl", 0)].startswith("row 0: no music")
     assert "binary data" in failures[("ls.abc", 0)] and "Latin-1" in failures[("ls.abc", None)]  # and a note
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Corpus:
-    return build_corpus(tmp_path_factory.mktemp("corpus"), files=("oneills1850/0721-0730.abc",))
 
 
 @pytest.fixture(scope="module")

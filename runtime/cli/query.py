@@ -421,12 +421,10 @@ def query(
     """
     with user_errors():
         music = query_modal == "music"
-        encoder = open_encoder(model_dir, index_dir)  # opening checks files only: no session starts yet
-        query = (  # read before any encoding: a bad query fails first
-            read_music_arg(query_text, tune, encoder.profile)
-            if music
-            else require_text(read_text_arg(query_text))
-        )
+        query = "" if music else require_text(read_text_arg(query_text))  # a bad text fails before any model
+        encoder = open_encoder(model_dir, index_dir)  # checks the model's files only: no session starts yet
+        if music:  # read as the model reads scores, before any encoding
+            query = read_music_arg(query_text, tune, encoder.profile)
         root = Path(keys_path)
         cache = None if no_cache else FeatureCache.for_keys(encoder.model_hash, root)
         keys: KeySet = (
