@@ -15,12 +15,16 @@ import torch
 from click.testing import CliRunner
 from helpers import real_tunes
 from m3_helpers import tiny_m3_family, write_m3_checkpoint
+from serving import serving
 from test_mtf import spec_midi
 
 from exporter.checkpoint import load_model
+from exporter.model import CLaMP
 from exporter.parity import torch_reference
 from runtime.cli import main
 from runtime.model.encoder import Encoder
+from runtime.search.index import Index
+from runtime.serve.server import create_app
 
 
 def clamp(*args) -> str:
@@ -34,8 +38,6 @@ def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("clamp3")
     torch.manual_seed(0)
     family = tiny_m3_family("clamp3-c2", max_patches=8)  # 8-patch windows: real tunes need several
-    from exporter.model import CLaMP
-
     checkpoint = write_m3_checkpoint(root / "ckpt", CLaMP(family).eval(), family)
     (checkpoint / "config.json").write_text(json.dumps(family))
     clamp("export", "--model", checkpoint, "--out", root / "model")
@@ -108,3 +110,32 @@ def test_scores_are_read_as_the_family_reads_them(pipeline):
         "--json",
     )
     assert len(json.loads(out)["results"]) == 2
+
+
+def test_the_server_and_its_page_answer_on_a_clamp3_model_dir(pipeline):
+    root, _ = pipeline
+    with serving(create_app(Index.open(root / "index", root / "model"))) as client:
+        found = client.post("/search", json={"text": "一首欢快的中国民歌", "k": 3})
+        assert found.status_code == 200 and len(found.json()["results"]) == 3
+        midi = client.post("/similar", files={"file": ("spec.mid", spec_midi())}, data={"k": "2"})
+        assert midi.status_code == 200 and len(midi.json()["results"]) == 2
+        assert client.get("/").status_code == 200
+
+
+def test_a_clamp2_checkpoint_exports_with_parity(tmp_path):
+    torch.manual_seed(1)
+    family = tiny_m3_family("clamp2", max_patches=8)
+    checkpoint = write_m3_checkpoint(tmp_path / "ckpt", CLaMP(family).eval(), family)
+    (checkpoint / "config.json").write_text(json.dumps(family))
+    clamp("export", "--model", checkpoint, "--out", tmp_path / "model", "--no-int8")
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["music"]["preprocessing"] == "m3-clamp2"
+    assert (
+        min(
+            manifest["parity"][p][tower]["min_cosine"]
+            for p in ("fp32", "fp16")
+            for tower in ("text", "music")
+        )
+        > 0.999
+    )

@@ -96,6 +96,10 @@ def test_standard_abc_fed_directly_keeps_its_headers_and_drops_the_bar_count_tai
         ("|A B|c d\n", ["|A B|\n"]),  # a leading bar line sticks to the first bar; unbarred tail dropped
         ("no bar lines here\n", []),
         ("%comment | with a bar\n", ["%comment |\n"]),  # `%` lines that are not `%%` are body lines
+        # a volta digit after a bar line moves to the next voice's patch; the last voice's is lost (§11.3)
+        ('[V:1]"^rit." c2 B2 A2|1[V:2]C,6|\n', ['[V:1]"^rit." c2 B2 A2|', "1[V:2]C,6|\n"]),
+        ("[V:1]G6:|2[V:2]G,,6:|2\n", ["[V:1]G6:|", "2[V:2]G,,6:|\n"]),
+        ("[V:1][K:D] d6|][V:2][K:D] D,6|]\n", ["[V:1][K:D] d6|]", "[V:2][K:D] D,6|]\n"]),
     ],
 )
 def test_body_line_bar_splitting(line, bars):
