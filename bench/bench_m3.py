@@ -21,9 +21,8 @@ import torch
 from bench_embed import bench_model_dir, corpus_sample, table_rows, torch_batched
 
 from exporter.model import CLaMP
-from runtime.model.encoder import Encoder, available_cores
+from runtime.model.encoder import Encoder, available_cores, pooled_windows, windowed
 from runtime.model.families import load_family
-from runtime.music.patching import window_spans
 from runtime.music.profiles import profile_of
 from training.batches import text_embeddings
 
@@ -41,20 +40,9 @@ def readable(tunes: list[str], family: dict) -> list[np.ndarray]:
 
 def torch_windows(model: CLaMP, pieces: list[np.ndarray], size: int, budget: int) -> np.ndarray:
     """PyTorch eager over every piece's windows in padded batches, then each piece's length-weighted mean."""
-    windows, owners, weights = [], [], []
-    for owner, piece in enumerate(pieces):
-        spans, w = window_spans(len(piece), size)
-        windows += [piece[a:b] for a, b in spans]
-        owners += [owner] * len(spans)
-        weights.append(w)
+    windows, owners, weights = windowed(pieces, size)
     raw = torch_batched(model, windows, budget, False, normalized=False)
-    weight = np.concatenate(weights)
-    pooled = np.zeros((len(pieces), raw.shape[1]))
-    np.add.at(pooled, np.asarray(owners), raw * weight[:, None])
-    totals = np.zeros(len(pieces))
-    np.add.at(totals, np.asarray(owners), weight)
-    pooled /= totals[:, None]
-    return (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32)
+    return pooled_windows(raw, owners, weights, len(pieces), normalized=True)
 
 
 def main() -> None:

@@ -82,7 +82,7 @@ def patch_batches(lengths: Sequence[int], max_batch_patches: int) -> list[np.nda
     return batches
 
 
-def _windows(items: Sequence, size: int) -> tuple[list, np.ndarray, np.ndarray]:
+def windowed(items: Sequence, size: int) -> tuple[list, np.ndarray, np.ndarray]:
     """Every item's windows (clamp2-3-spec §12.4), flattened, with the item each belongs to and its weight."""
     windows, owners, weights = [], [], []
     for owner, item in enumerate(items):
@@ -93,7 +93,9 @@ def _windows(items: Sequence, size: int) -> tuple[list, np.ndarray, np.ndarray]:
     return windows, np.asarray(owners, dtype=np.int64), np.concatenate(weights) if weights else np.zeros(0)
 
 
-def _pool(raw: np.ndarray, owners: np.ndarray, weights: np.ndarray, n: int, normalized: bool) -> np.ndarray:
+def pooled_windows(
+    raw: np.ndarray, owners: np.ndarray, weights: np.ndarray, n: int, normalized: bool
+) -> np.ndarray:
     """Length-weighted mean of each item's window projections, then (optionally) L2-normalised."""
     summed = np.zeros((n, raw.shape[1]), dtype=np.float64)
     np.add.at(summed, owners, raw * weights[:, None])
@@ -199,9 +201,9 @@ class Encoder:
             return self._embed_token_batches(texts, batch_size, normalized)
         max_tokens = self.config["text"]["max_tokens"]
         ids = self.tokenizer.token_ids(texts)
-        windows, owners, weights = _windows(ids, max_tokens)
+        windows, owners, weights = windowed(ids, max_tokens)
         raw = self._embed_token_batches(windows, batch_size, normalized=False, pretokenized=True)
-        return _pool(raw, owners, weights, len(texts), normalized)
+        return pooled_windows(raw, owners, weights, len(texts), normalized)
 
     def _embed_token_batches(
         self, items: Sequence, batch_size: int, normalized: bool, pretokenized: bool = False
@@ -225,9 +227,9 @@ class Encoder:
         """
         if not self.profile.windowed:
             return self._embed_patch_batches(patches, max_batch_patches, normalized)
-        windows, owners, weights = _windows(patches, self.max_patches)
+        windows, owners, weights = windowed(patches, self.max_patches)
         raw = self._embed_patch_batches(windows, max_batch_patches, normalized=False)
-        return _pool(raw, owners, weights, len(patches), normalized)
+        return pooled_windows(raw, owners, weights, len(patches), normalized)
 
     def _embed_patch_batches(
         self, patches: Sequence[np.ndarray], max_batch_patches: int, normalized: bool
