@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("indexer.cli:embed", "Batch-embed ABC corpora into Parquet shards (resumable)."),
     "index": ("indexer.index_cli:index", "Build and inspect HNSW indices over shards."),
     "export": ("exporter.cli:export", "Export a CLaMP checkpoint to an ONNX model dir."),
-    "patch": ("runtime.cli.patch:patch", "Show the bar patches the model sees for each tune."),
+    "patch": ("runtime.cli.patch:patch", "Show the patches (bar or M3) the model sees for each tune."),
     "train": ("training.cli:train", "Train the default model on the music21 ABC collections."),
     "eval": ("training.cli:evaluate", "Evaluate a checkpoint or exported model dir on the held-out split."),
 }

@@ -40,8 +40,8 @@ def read_score(path: str, profile: Profile) -> list[Tune]:
 def patch(file: str, family: str, ids: bool, as_json: bool) -> None:
     """Show each tune's cleaned ABC and its patches, as the model sees them.
 
-    FILE is a score (.abc/.mxl/.musicxml/.xml/.mid, converted to ABC as `clamp similar` converts it),
-    or - for ABC on stdin.
+    FILE is a score (.abc/.mxl/.musicxml/.xml/.mid, read as `clamp similar` reads it for the family:
+    converted to ABC, or MIDI as MTF for CLaMP 2/3), or - for ABC on stdin.
 
     \b
     clamp patch tunes.abc            # decoded patches, one per line
