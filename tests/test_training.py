@@ -1,6 +1,7 @@
 """Training and evaluation of the default model: metrics on hand-made cases, the loss, a tiny real run."""
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -127,12 +128,20 @@ def tiny_run(tmp_path_factory) -> tuple[TrainConfig, dict]:
 
 
 def test_training_never_sees_an_eval_tune():
-    config = TrainConfig(variants=2, collections=SMALL_COLLECTION)
-    data = build_training_set(config, max_patches=128)
+    config = TrainConfig(variants=2, collections=SMALL_COLLECTION, cache_dir=None)
+    data = build_training_set(config, load_family("default"))
     tunes = load_corpus(collections=SMALL_COLLECTION)
     assert set(data.ids) == {t.id for t in tunes if t.split == "train"}
     assert not set(data.ids) & {t.id for t in tunes if t.split == "eval"}
     assert data.variant_ids.shape == (len(data.ids), 2) and data.variant_ids.max() == len(data.texts) - 1
+    assert all(len(views) >= 1 for views in data.views)
+
+
+def test_a_held_out_collection_is_never_trained_on():
+    config = TrainConfig(variants=1, collections=("miscFolk", "josquin"), held_out_collections=("josquin",))
+    data = build_training_set(replace(config, cache_dir=None), load_family("default"))
+    josquin = {t.id for t in load_corpus(collections=("josquin",))}
+    assert josquin and not set(data.ids) & josquin and data.ids
 
 
 def test_a_tiny_training_run_writes_a_checkpoint_that_evaluates(tiny_run, tmp_path: Path):
