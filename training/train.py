@@ -35,7 +35,7 @@ from runtime.music.profiles import profile_of
 from training.batches import length_batches, pad_patches, pooled_text_features, resolve_device
 from training.corpus import load_corpus
 from training.describe import describe
-from training.roundtrip import cache_file, read_cache
+from training.roundtrip import DEFAULT_PER_SPLIT, build_cache, cache_file, chosen_tunes
 from training.texts import text_variants
 from training.variants import variants_of
 
@@ -66,6 +66,8 @@ class TrainConfig:
     held_out_collections: tuple[str, ...] = ("ryansMammoth",)
     original_view: float = 0.5  # how often the text loss sees the tune as written (else a variant)
     music_music_weight: float = 0.5  # the invariance term's weight (0: text loss only)
+    # Tunes per side of the split whose MusicXML / MIDI round trips are made (None: none; slow, cached).
+    round_trips: dict[str, int] | None = field(default_factory=lambda: dict(DEFAULT_PER_SPLIT))
 
 
 @dataclass
@@ -97,11 +99,20 @@ def tune_views(abc: str, round_trips: dict | None, patchify) -> list[np.ndarray]
     return views
 
 
+def _round_trips(config: TrainConfig) -> dict[str, dict[str, str | None]]:
+    """The round trips of the fixed sample of tunes (roundtrip.DEFAULT_PER_SPLIT), made once and cached."""
+    if config.cache_dir is None or config.round_trips is None:
+        return {}
+    sample = chosen_tunes(load_corpus(config.corpus_root, config.collections), config.round_trips)
+    found = build_cache(sample, cache_file(config.cache_dir))
+    return {t.id: found[t.id] for t in sample}
+
+
 def build_training_set(config: TrainConfig, family: dict) -> TrainingSet:
     """Views and text variants of every training tune (never an eval tune)."""
     tunes = training_tunes(config)
     profile, max_patches = profile_of(family), family["music"]["max_patches"]
-    round_trips = read_cache(cache_file(config.cache_dir)) if config.cache_dir else {}
+    round_trips = _round_trips(config)
     unique: dict[str, int] = {}
     variant_ids = np.zeros((len(tunes), config.variants), dtype=np.int64)
     views = []
