@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import re
 
+from unidecode import unidecode
+
+from runtime.music.patching import decode_patches, prepare_music
+
 # Words of tempo, dynamics, articulation and expression marks (Italian, with their usual abbreviations).
 PERFORMANCE_WORDS = frozenset(
     """
@@ -81,3 +85,12 @@ def model_abc(abc: str) -> str:
         else:
             lines.append(_QUOTED.sub(_quoted, line))
     return "\n".join(lines)
+
+
+def leaked_words(abc: str, texts: list[str]) -> list[str]:
+    """The words of `texts` (composer, title, genre...) that the model would see in this ABC: every word of
+    five letters or more that is not performance or part vocabulary, found whole in the decoded patches."""
+    seen = " ".join(decode_patches(prepare_music(abc, None))).lower()
+    candidates = {w for text in texts for w in _WORD.findall(unidecode(text).lower()) if len(w) >= 5}
+    allowed = PERFORMANCE_WORDS | PART_WORDS
+    return sorted(w for w in candidates - allowed if re.search(rf"\b{w}\b", seen))
