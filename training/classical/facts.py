@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from runtime.music.abc import read_header
 from training.analysis import MAJOR_MINOR, Key, melody_stats, tune_key
-from training.classical.works import ANONYMOUS, Work, era_of, work_of
+from training.classical.catalogue import ANONYMOUS
+from training.classical.works import Work, era_of, work_of
 from training.describe import meter_of
 
 # Modes a final note reveals in music before the major-minor system, by its step above the written tonic.

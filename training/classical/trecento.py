@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 
-from training.classical.works import ANONYMOUS, Work, mass_part_of
+from training.classical.catalogue import ANONYMOUS
+from training.classical.works import Work, mass_part_of
 
 # Lower-case fragments of the edition's attributions -> composer. Checked in order; the first hit wins.
 TRECENTO_COMPOSERS: tuple[tuple[str, str], ...] = (
