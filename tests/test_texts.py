@@ -1,12 +1,13 @@
 """Text synthesis: metadata and melody analysis put into English words, and CLaMP's text dropout."""
 
 import random
+from collections import Counter
 
 import pytest
 
 from runtime.music.abc import split_tunes
 from training.analysis import Key, melody_stats, quarter_bpm, signature_key, tune_key
-from training.corpus import CorpusTune
+from training.corpus import CorpusTune, load_corpus
 from training.describe import clean_title, describe, genres_of, meter_of, region_of, tune_type_of
 from training.texts import canonical_text, fields, sentence, text_dropout, text_variants
 
@@ -87,6 +88,26 @@ def test_essen_metadata_in_english():
     assert genres_of("Liebes - Lied, Leid, Klage") == ("love song", "lament")
     assert genres_of("Kinder -, Wiegen - Lied") == ("children's song", "lullaby")
     assert genres_of("Geistliches, religiöses Lied]") == ("religious song",)
+
+
+def test_german_song_genres_translate():
+    assert genres_of("Weihnachtslied") == ("Christmas song",)
+    assert genres_of("Wiegenlied]") == ("lullaby",)
+    assert genres_of("Trinklied") == ("drinking song",)
+    assert genres_of('"erz\x84hlende Lieder"]') == ("narrative song",)  # a DOS umlaut read as Latin-1
+    assert genres_of("Handwerker -, Bauern - Lied") == ("craftsmen's song", "peasants' song")
+    assert genres_of("Untreue]") == ("song of infidelity",)  # not also "song of faithfulness"
+    assert genres_of("Jahreszeiten - Lied, Fruehling") == ("seasonal song", "spring song")
+    # A genre of the first table stays primary when a later word of the second comes first.
+    assert genres_of("historisches Lied, Kriegs - Lied") == ("war song", "historical song")
+
+
+def test_every_frequent_essen_genre_translates():
+    """Every R: value of >= 5 Essen songs names a genre, except the corpus's placeholders and bare "Lied"."""
+    counts = Counter(t.meta.get("rhythm") for t in load_corpus(collections=["essenFolksong"]))
+    placeholders = {None, "Lied", "???", "???]", "??]", "yyy]"}
+    untranslated = [r for r, n in counts.items() if n >= 5 and r not in placeholders and not genres_of(r)]
+    assert untranslated == []
 
 
 def test_tune_types_meters_and_titles():

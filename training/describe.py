@@ -46,6 +46,29 @@ GENRES: dict[str, str] = {
     "weihnacht": "Christmas song", "kilt": "courting song", "xiaodiao": "ditty",
     "shange": "mountain song",
 }  # fmt: skip
+# More of Essen's R: words (each >= 5 times in the corpus untranslated by GENRES): trades, occasions and
+# subjects. They follow GENRES' words, so a song GENRES names keeps its primary genre.
+MORE_GENRES: dict[str, str] = {
+    "schlaflied": "lullaby", "brautlied": "bridal song", "brautwerbung": "courting song",
+    "werbung": "courting song", "brautsuche": "courting song", "jagd": "hunting song",
+    "jagen": "hunting song",
+    "spott": "mocking song", "handwerk": "craftsmen's song", "bauern": "peasants' song",
+    "bergmann": "miners' song", "hirten": "shepherds' song", "schaefer": "shepherds' song",
+    "seemann": "sailors' song", "matrosen": "sailors' song", "schiffer": "boatmen's song",
+    "fuhrmann": "carters' song", "nachtwaechter": "night watchman's song", "schneider": "tailors' song",
+    "trauer": "mourning song", "graebnis": "funeral song", "trost": "song of consolation",
+    "legende": "legend song", "historisch": "historical song", "heimat": "homeland song",
+    "heimweh": "homesickness song", "jugend": "youth song", "gesellig": "convivial song",
+    "stimmung": "lyrical song", "freude": "song of joy", "sehnsucht": "song of longing",
+    "moral": "moral song", "natur": "nature song", "untreue": "song of infidelity",
+    "treue": "song of faithfulness", "raetsel": "riddle song", "wettlied": "contest song", "jodel": "yodel",
+    "jodler": "yodel", "jahreszeit": "seasonal song", "fruehling": "spring song", "sommer": "summer song",
+    "herbst": "autumn song", "winter": "winter song", "tageszeit": "time-of-day song",
+    "abend": "evening song", "tagelied": "dawn song", "brauchtum": "custom song", "ansinge": "custom song",
+    "kirchenfest": "church feast song", "dreikoenig": "Epiphany song", "heiligedreikoenige": "Epiphany song",
+    "neujahr": "New Year song", "silvester": "New Year's Eve song", "wuge": "dance song",
+    "qingge": "love song",
+}  # fmt: skip
 # Tune types (R:, or the end of a title) -> canonical name. Longer names are matched first.
 TUNE_TYPES: dict[str, str] = {
     "double jig": "jig", "single jig": "jig", "slip jig": "slip jig", "slipjig": "slip jig", "jig": "jig",
@@ -71,8 +94,16 @@ def _words_pattern(words: dict[str, str], plural: str = "") -> re.Pattern[str]:
 
 
 _TYPE_PATTERN = _words_pattern(TUNE_TYPES, plural="s?")
+# Stems are matched without spaces or hyphens, longest first, without overlaps ("untreue" is not "treue").
+_GENRE_PATTERNS = [
+    re.compile("|".join(sorted(map(re.escape, t), key=len, reverse=True))) for t in (GENRES, MORE_GENRES)
+]
 _TEMPO_PATTERN = _words_pattern(TEMPO_WORDS)
-_FOLD = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
+# Umlauts, also as Essen's files often spell them: DOS code page 437 bytes read as Latin-1 ("erz\x84hlend").
+_FOLD = str.maketrans(
+    {"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "\x84": "ae", "\x94": "oe", "\x81": "ue", "\x8e": "ae"}
+    | {"\x99": "oe", "\x9a": "ue", "á": "ss"}
+)
 
 
 @dataclass(frozen=True)
@@ -125,12 +156,16 @@ def region_of(origin: str | None, composer: str | None, default: str | None) -> 
 
 
 def genres_of(rhythm: str | None) -> tuple[str, ...]:
-    """English genres named in an Essen R: field, in the order they appear, without repeats."""
+    """English genres named in an Essen R: field, GENRES' in the order they appear, then MORE_GENRES'."""
     if not rhythm:
         return ()
     text = _fold(rhythm).replace(" ", "").replace("-", "")
-    hits = sorted((pos, value) for stem, value in GENRES.items() if (pos := text.find(stem)) >= 0)
-    return tuple(dict.fromkeys(value for _, value in hits))
+    hits = [
+        (table, hit.group(0))
+        for table, p in zip((GENRES, MORE_GENRES), _GENRE_PATTERNS, strict=True)
+        for hit in p.finditer(text)
+    ]
+    return tuple(dict.fromkeys(table[stem] for table, stem in hits))
 
 
 def tune_type_of(rhythm: str | None, title: str | None) -> str | None:

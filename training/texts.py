@@ -12,11 +12,12 @@ DROPOUT_KEEP = 0.5  # each deduplicated field survives text dropout with this pr
 SENTENCE_SHARE = 0.5  # share of training texts that are sentences rather than dropped-out field lists
 
 
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
+def with_article(words: str) -> str:
+    """The words after "a" or "an", as their first letter asks."""
+    return f"{'an' if words[:1].lower() in 'aeiou' else 'a'} {words}"
 
 
-def _meter_words(meter: str) -> str:
+def meter_words(meter: str) -> str:
     return "free meter" if meter == "free" else f"{meter} time"
 
 
@@ -28,7 +29,7 @@ def fields(facts: TuneFacts) -> list[str]:
     if facts.key:
         out += [facts.key.name, f"{facts.key.mode} key"]
     if facts.meter:
-        out.append(_meter_words(facts.meter))
+        out.append(meter_words(facts.meter))
     descriptive = (facts.tempo, facts.range_words, facts.density_words, facts.length_words)
     out += [words for words in descriptive if words]
     if facts.title:
@@ -49,7 +50,7 @@ def text_dropout(candidates: Sequence[str], rng: random.Random, keep: float = DR
 
 def _noun_phrase(facts: TuneFacts, adjectives: Sequence[str | None]) -> str:
     words = " ".join(w for w in (*adjectives, facts.noun) if w)
-    return f"{_article(words)} {words}"
+    return with_article(words)
 
 
 def canonical_text(facts: TuneFacts) -> str:
@@ -58,7 +59,7 @@ def canonical_text(facts: TuneFacts) -> str:
     if facts.key:
         parts[0] += f" in {facts.key.name}"
     if facts.meter:
-        parts.append(f"in {_meter_words(facts.meter)}")
+        parts.append(f"in {meter_words(facts.meter)}")
     if facts.title:
         parts.append(f'titled "{facts.title}"')
     if facts.composer:
@@ -83,7 +84,7 @@ def sentence(facts: TuneFacts, rng: random.Random) -> str:
         key = facts.key
         tails.append(f"in a {key.mode} key" if pick() < 0.3 else f"in {key.name}")
     if facts.meter and pick() < 0.5:
-        tails.append(f"in {_meter_words(facts.meter)}")
+        tails.append(f"in {meter_words(facts.meter)}")
     tails += [f"with {words}" for words in (facts.range_words, facts.density_words) if words and pick() < 0.4]
     if facts.composer and pick() < 0.5:
         tails.append(f"by {facts.composer}")
