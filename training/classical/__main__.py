@@ -9,7 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 from training.classical.convert import CACHE_DIR, DEFAULT_WORKERS, build_cache, cache_path
-from training.classical.corpus import ClassicalPiece, pieces_from
+from training.classical.corpus import ClassicalPiece, label_sets, pieces_from
+from training.classical.facts import label_texts
+from training.classical.music import leaked_words
 from training.corpus import load_corpus, music21_corpus_dir
 
 
@@ -62,6 +64,12 @@ def main(argv: list[str] | None = None) -> None:
     ):
         print()
         print("\n".join(_table(title, pieces, key)))
+    leaks = [(p.source, words) for p in pieces if (words := leaked_words(p.abc, label_texts(p.facts)))]
+    print(f"\npieces whose model input holds a word of their composer, title, genre or era: {len(leaks)}")
+    for source, words in leaks:
+        print(f"LEAK {source}: {words}")
+    for name, labels in label_sets(pieces).items():
+        print(f"zero-shot {name} labels (>= 2 held-out works each): {len(labels)}: {', '.join(labels)}")
 
 
 if __name__ == "__main__":

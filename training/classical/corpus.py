@@ -12,7 +12,7 @@ left to the folk side's own split (training/corpus.py).
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,3 +104,22 @@ def load_classical(
     """The classical pieces of music21's corpus (converting once, then from the cache), split by work."""
     records, _ = build_cache(root or music21_corpus_dir(), cache_dir, workers, progress)
     return pieces_from(records, folk_keys)
+
+
+def label_sets(pieces: Sequence[ClassicalPiece], min_works: int = MIN_HELD_OUT) -> dict[str, list[str]]:
+    """Candidate labels for zero-shot composer, genre and era on the held-out side: each label that at least
+    `min_works` held-out works carry, most pieces first."""
+    works: dict[tuple[str, str], set[str]] = defaultdict(set)
+    counts: Counter = Counter()
+    for piece in pieces:
+        if piece.split != "eval":
+            continue
+        for name, label in piece.facts.labels().items():
+            works[name, label].add(piece.work.key)
+            counts[name, label] += 1
+    return {
+        name: [
+            label for (n, label), _ in counts.most_common() if n == name and len(works[n, label]) >= min_works
+        ]
+        for name in ("composer", "genre", "era")
+    }

@@ -102,6 +102,12 @@ def voice_count(abc: str) -> int:
     return len(set(re.findall(r"^V:(\S+)", abc.split("\nV:1\n", 1)[0], re.MULTILINE)))
 
 
+def label_texts(facts: PieceFacts) -> list[str]:
+    """The words that must not reach the model's input: they are what zero-shot and retrieval ask for."""
+    names = (facts.composer, facts.short_composer, facts.genre, facts.era, facts.title, facts.movement)
+    return [text for text in (*names, facts.collection) if text]
+
+
 def tempo_mark_of(words: list[str]) -> tuple[str | None, str | None]:
     """The first tempo mark among a score's direction words and its tempo class."""
     for text in words:
