@@ -28,6 +28,9 @@ from runtime.model.encoder import Encoder
 from runtime.model.text import TextTokenizer
 from runtime.music.profiles import profile_of
 from training.batches import music_embeddings, resolve_device, text_embeddings
+from training.classical.corpus import label_sets as classical_label_sets
+from training.classical.corpus import load_classical
+from training.classical.texts import canonical_text as classical_canonical_text
 from training.corpus import CorpusTune, load_corpus
 from training.describe import TuneFacts, describe
 from training.metrics import accuracy, hit_rate, macro_f1, mean_reciprocal_rank, random_mrr, true_match_ranks
@@ -132,6 +135,8 @@ def evaluate(
     }
     round_trips = read_cache(cache_file(cache_dir)) if cache_dir else {}
     results["invariance"] = invariance(embedder, eval_tunes, music, round_trips)
+    if collections is None:
+        results["classical"] = classical_metrics(embedder, tunes, cache_dir)
     results["held_out_collections"] = {}
     for name in held_out_collections:
         unseen = [t for t in tunes if t.collection == name]
@@ -139,6 +144,51 @@ def evaluate(
             metrics = _text_metrics(embedder, unseen, _music(embedder, [t.abc for t in unseen]), train_facts)
             results["held_out_collections"][name] = {"tunes": len(unseen), **metrics}
     return results
+
+
+CLASSICAL_PROMPTS = {
+    "composer": "This piece of music is composed by {}.",  # CLaMP's own zero-shot prompt
+    "genre": "This is a {}.",
+    "era": "This is {} music.",
+}
+
+
+def classical_metrics(embedder, folk: Sequence[CorpusTune], cache_dir: Path | None) -> dict:
+    """Held-out classical works (split by work): retrieval among them and zero-shot composer, genre, era
+    over the labels that at least two held-out works carry."""
+    pieces = load_classical(
+        folk_keys={t.body_key for t in folk}, **({"cache_dir": cache_dir} if cache_dir else {})
+    )
+    held = [p for p in pieces if p.split == "eval"]
+    if not held:
+        return {}
+    music = _music(embedder, [p.abc for p in held])
+    ranks = true_match_ranks(
+        embedder.embed_texts([classical_canonical_text(p.facts) for p in held]) @ music.T
+    )
+    found: dict = {
+        "pieces": len(held),
+        "works": len({p.work.key for p in held}),
+        "retrieval": {"mrr": mean_reciprocal_rank(ranks), "random_mrr": random_mrr(len(ranks))},
+        "zero_shot": {},
+    }
+    for name, labels in classical_label_sets(pieces).items():
+        if name not in CLASSICAL_PROMPTS or len(labels) < 2:
+            continue
+        truth = [(i, p.facts.labels().get(name)) for i, p in enumerate(held)]
+        truth = [(i, label) for i, label in truth if label in labels]
+        prompts = embedder.embed_texts([CLASSICAL_PROMPTS[name].format(label) for label in labels])
+        rows = [i for i, _ in truth]
+        y_true = [label for _, label in truth]
+        y_pred = [labels[j] for j in np.argmax(music[rows] @ prompts.T, axis=1)]
+        found["zero_shot"][name] = {
+            "n": len(rows),
+            "labels": len(labels),
+            "accuracy": accuracy(y_true, y_pred),
+            "macro_f1": macro_f1(y_true, y_pred),
+            "chance": 1 / len(labels),
+        }
+    return found
 
 
 def _music(embedder, abcs: Sequence[str]) -> np.ndarray:
@@ -257,6 +307,30 @@ def markdown_table(results: dict | Sequence[dict]) -> str:
                 + " | ".join(f"{c['mean_cosine']:.3f} / {c['rank1']:.1%}" if c else "-" for c in cells)
                 + " |"
             )
+    if first.get("classical"):
+        c = first["classical"]
+        lines += [
+            "",
+            f"Held-out classical works ({c['pieces']} scores of {c['works']} works, split by work):",
+            "",
+            f"| metric {head} chance |",
+            f"|---{rule}---|",
+            _row(
+                "text->music MRR",
+                runs,
+                lambda r: _classical(r, lambda h: f"{h['retrieval']['mrr']:.4f}"),
+                f"{c['retrieval']['random_mrr']:.4f}",
+            ),
+        ]
+        for task, z in c["zero_shot"].items():
+            lines.append(
+                _row(
+                    f"zero-shot {task} (n={z['n']}, {z['labels']} labels)",
+                    runs,
+                    lambda r, t=task: _classical(r, lambda h: _zero_shot_cell(h["zero_shot"].get(t))),
+                    f"{z['chance']:.3f}",
+                )
+            )
     for collection, held in first.get("held_out_collections", {}).items():
         lines += [
             "",
@@ -288,6 +362,10 @@ def markdown_table(results: dict | Sequence[dict]) -> str:
 
 def _row(label: str, runs: Sequence[dict], cell, last: str) -> str:
     return f"| {label} | " + " | ".join(cell(r) for r in runs) + f" | {last} |"
+
+
+def _classical(run: dict, cell) -> str:
+    return cell(run["classical"]) if run.get("classical") else "-"
 
 
 def _held(run: dict, collection: str, cell) -> str:

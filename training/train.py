@@ -32,11 +32,13 @@ from exporter.model import CLaMP
 from runtime.model.families import load_family
 from runtime.model.text import TextTokenizer
 from runtime.music.profiles import profile_of
+from training import texts as folk_texts
 from training.batches import length_batches, pad_patches, pooled_text_features, resolve_device
-from training.corpus import load_corpus
+from training.classical import texts as classical_texts
+from training.classical.corpus import ClassicalPiece, load_classical
+from training.corpus import CorpusTune, load_corpus
 from training.describe import describe
 from training.roundtrip import DEFAULT_PER_SPLIT, build_cache, cache_file, chosen_tunes
-from training.texts import text_variants
 from training.variants import variants_of
 
 TRAINING_INFO = "training.json"
@@ -66,6 +68,7 @@ class TrainConfig:
     held_out_collections: tuple[str, ...] = ("ryansMammoth",)
     original_view: float = 0.5  # how often the text loss sees the tune as written (else a variant)
     music_music_weight: float = 0.5  # the invariance term's weight (0: text loss only)
+    classical: bool = True  # also music21's classical scores (training/classical: converted once, cached)
     # Tunes per side of the split whose MusicXML / MIDI round trips are made (None: none; slow, cached).
     round_trips: dict[str, int] | None = field(default_factory=lambda: dict(DEFAULT_PER_SPLIT))
 
@@ -80,11 +83,23 @@ class TrainingSet:
     variant_ids: np.ndarray  # [n_tunes, K] index into texts
 
 
-def training_tunes(config: TrainConfig) -> list:
-    """The tunes trained on: the train side of the split, without the held-out collections."""
-    tunes = load_corpus(config.corpus_root, config.collections)
+def training_tunes(config: TrainConfig) -> list[CorpusTune | ClassicalPiece]:
+    """The music trained on: the train side of both splits, without the held-out collections."""
+    tunes: list[CorpusTune | ClassicalPiece] = list(load_corpus(config.corpus_root, config.collections))
+    if config.classical and config.collections is None:
+        cache = {"cache_dir": config.cache_dir} if config.cache_dir else {}
+        tunes += load_classical(
+            config.corpus_root, progress=True, folk_keys={t.body_key for t in tunes}, **cache
+        )
     tunes = [t for t in tunes if t.split == "train" and t.collection not in config.held_out_collections]
     return tunes[: config.limit] if config.limit else tunes
+
+
+def training_texts(tune: CorpusTune | ClassicalPiece, count: int, seed: int) -> list[str]:
+    """`count` synthesised texts of a folk tune or a classical score, reproducible from the seed."""
+    if isinstance(tune, ClassicalPiece):
+        return classical_texts.text_variants(tune.facts, count, seed, tune.id)
+    return folk_texts.text_variants(describe(tune), count, seed, tune.id)
 
 
 def tune_views(abc: str, round_trips: dict | None, patchify) -> list[np.ndarray]:
@@ -117,7 +132,7 @@ def build_training_set(config: TrainConfig, family: dict) -> TrainingSet:
     variant_ids = np.zeros((len(tunes), config.variants), dtype=np.int64)
     views = []
     for row, tune in enumerate(tqdm(tunes, desc="patching views", unit="tune")):
-        for k, text in enumerate(text_variants(describe(tune), config.variants, config.seed, tune.id)):
+        for k, text in enumerate(training_texts(tune, config.variants, config.seed)):
             variant_ids[row, k] = unique.setdefault(text, len(unique))
         views.append(
             tune_views(tune.abc, round_trips.get(tune.id), lambda a: profile.abc_patches(a, max_patches))
