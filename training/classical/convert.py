@@ -31,9 +31,9 @@ SKIPPED_STEM_ENDINGS = ("_old", "_bak")  # superseded copies that music21 still 
 MAX_WORDS = 40  # direction words kept per score: tempo marks come first; the rest is expression
 DEFAULT_WORKERS = 2
 # Palestrina's 1,318 mass movements would be 60% of the classical scores and most of the conversion time
-# (music21 reads Humdrum at seconds a file): a folder with more files keeps an evenly spaced sample of them,
+# (music21 reads Humdrum at 5-15 s a file here): a folder with more files keeps an evenly spaced sample,
 # so every movement type (Kyrie ... Agnus Dei) stays in.
-MAX_FILES_PER_FOLDER = 440
+MAX_FILES_PER_FOLDER = 220
 CACHE_DIR = Path("build/train-cache")
 
 
