@@ -146,11 +146,8 @@ def evaluate(
     return results
 
 
-CLASSICAL_PROMPTS = {
-    "composer": "This piece of music is composed by {}.",  # CLaMP's own zero-shot prompt
-    "genre": "This is a {}.",
-    "era": "This is {} music.",
-}
+# The classical facts' label names -> the labelsets (runtime/search/labelsets.json) whose prompts they use.
+CLASSICAL_LABELSETS = {"composer": "composer", "genre": "form", "era": "era"}
 
 
 def classical_metrics(embedder, folk: Sequence[CorpusTune], cache_dir: Path | None) -> dict:
@@ -172,12 +169,14 @@ def classical_metrics(embedder, folk: Sequence[CorpusTune], cache_dir: Path | No
         "retrieval": {"mrr": mean_reciprocal_rank(ranks), "random_mrr": random_mrr(len(ranks))},
         "zero_shot": {},
     }
+    templates = load_labelsets()
     for name, labels in classical_label_sets(pieces).items():
-        if name not in CLASSICAL_PROMPTS or len(labels) < 2:
+        if name not in CLASSICAL_LABELSETS or len(labels) < 2:
             continue
         truth = [(i, p.facts.labels().get(name)) for i, p in enumerate(held)]
         truth = [(i, label) for i, label in truth if label in labels]
-        prompts = embedder.embed_texts([CLASSICAL_PROMPTS[name].format(label) for label in labels])
+        template = templates[CLASSICAL_LABELSETS[name]]["template"]
+        prompts = embedder.embed_texts([template.format(label) for label in labels])
         rows = [i for i, _ in truth]
         y_true = [label for _, label in truth]
         y_pred = [labels[j] for j in np.argmax(music[rows] @ prompts.T, axis=1)]

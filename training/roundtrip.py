@@ -5,7 +5,7 @@ project's own converters (runtime.music.formats: xml2abc, lytk + xml2abc) read t
 training augmentations and the evaluation's hardest variants, so they are computed once per tune and
 cached as JSON lines (resumable: an interrupted run keeps what it wrote). music21 needs ~0.3-0.5 s a tune.
 
-    python -m training.roundtrip --per-split eval=600 --per-split train=2400
+    python -m training.roundtrip --per-split eval=600 --per-split train=2500
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from training.corpus import CorpusTune, load_corpus
 KINDS = ("musicxml", "midi")
 TIMEOUT_S = 20  # per tune and kind, music21's rendering included
 DEFAULT_CACHE = Path("build/train-cache")
-DEFAULT_PER_SPLIT = {"eval": 600, "train": 2400}  # eval first: the evaluation needs it
+DEFAULT_PER_SPLIT = {"eval": 600, "train": 2500}  # eval first: the evaluation needs it
 
 
 def cache_file(cache_dir: Path) -> Path:
