@@ -163,7 +163,13 @@ def test_facts_texts_and_labels(converted):
     assert (facts.composer, facts.era, facts.key, facts.genre) == (
         "Johann Sebastian Bach", "Baroque", Key("F#", "minor"), "chorale"
     )  # fmt: skip
-    assert facts.tempo_mark is None
+    assert facts.tempo_mark is None and facts.form is None
+    minuet = converted["haydn/opus1no1/movement2.mxl"]
+    facts = describe_piece(minuet.source, model_abc(minuet.abc), minuet.fields)
+    assert (facts.genre, facts.form, facts.movement, facts.composer) == (
+        "string quartet", "minuet", "second movement", "Joseph Haydn"
+    )  # fmt: skip
+    assert "minuet" in fields(facts) and "string quartet" in canonical_text(facts)
 
 
 def test_split_by_work_holds_out_works_of_every_big_composer():
