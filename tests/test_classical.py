@@ -9,7 +9,7 @@ import pytest
 from training.analysis import Key
 from training.classical.convert import Converted, build_cache, convert_file, score_files
 from training.classical.corpus import MIN_HELD_OUT, MIN_WORKS, held_out_works, pieces_from
-from training.classical.facts import describe_piece
+from training.classical.facts import describe_piece, label_texts, tempo_mark_of
 from training.classical.music import leaked_words, model_abc, part_name, performance_mark
 from training.classical.texts import canonical_text, fields, text_variants
 from training.classical.works import work_of
@@ -72,15 +72,7 @@ def test_a_bad_file_is_a_recorded_failure(tmp_path):
 def test_no_label_reaches_the_model(converted):
     for source, record in converted.items():
         facts = describe_piece(source, model_abc(record.abc), record.fields)
-        texts = [
-            facts.composer,
-            facts.genre,
-            facts.title or "",
-            facts.movement or "",
-            facts.era or "",
-            "menuetto",
-        ]
-        assert leaked_words(model_abc(record.abc), texts) == [], source
+        assert leaked_words(model_abc(record.abc), [*label_texts(facts), "Menuetto"]) == [], source
     assert leaked_words(converted["bach/bwv371.mxl"].abc, ["Kyrie"]) == ["kyrie"]  # the raw ABC has it
     assert leaked_words(converted["haydn/opus1no1/movement2.mxl"].abc, ["Menuetto"]) == ["menuetto"]
 
@@ -170,6 +162,9 @@ def test_facts_texts_and_labels(converted):
         "string quartet", "minuet", "second movement", "Joseph Haydn"
     )  # fmt: skip
     assert "minuet" in fields(facts) and "string quartet" in canonical_text(facts)
+    assert tempo_mark_of(["cresc.", "Finale. Presto"]) == ("Presto", "fast")
+    assert tempo_mark_of(["Allegro ma non tanto"]) == ("Allegro ma non tanto", "lively")
+    assert tempo_mark_of(["Tenor Et in terra pax"]) == (None, None)
 
 
 def test_split_by_work_holds_out_works_of_every_big_composer():

@@ -20,7 +20,8 @@ FOLDER_ERAS = {"trecento": "Medieval"}  # for the anonymous pieces of a folder o
 TEMPO_TERMS = {
     "grave": "slow", "largo": "slow", "larghetto": "slow", "lento": "slow", "adagio": "slow",
     "molto adagio": "slow", "poco adagio": "slow", "andante": "moderate", "andantino": "moderate",
-    "moderato": "moderate", "allegretto": "moderate", "tempo di marcia": "moderate", "allegro": "lively",
+    "moderato": "moderate", "allegretto": "moderate", "tempo di marcia": "moderate",
+    "tempo di menuetto": "moderate", "allegro": "lively",
     "vivace": "fast", "presto": "fast", "prestissimo": "fast", "molto allegro": "fast",
 }  # fmt: skip
 _TEMPO_MARK = re.compile(
@@ -125,7 +126,8 @@ def form_of(words: list[str]) -> str | None:
 def tempo_mark_of(words: list[str]) -> tuple[str | None, str | None]:
     """The first tempo mark among a score's direction words and its tempo class."""
     for text in words:
-        found = _TEMPO_MARK.match(text.strip().lower())
+        text = re.sub(r"^finale\.?\s*", "", text.strip(), flags=re.IGNORECASE)  # "Finale. Presto"
+        found = _TEMPO_MARK.match(text.lower())
         if found:
             return text.strip().rstrip(".").strip(), TEMPO_TERMS[found.group(1)]
     return None, None
