@@ -3,8 +3,8 @@
 MusicXML/MXL goes through the project's reader (runtime.music.formats.read_tunes: xml2abc with CLaMP's flags,
 in the guarded converter child). Humdrum has no reader of ours: music21 parses it and writes MusicXML, which
 then takes the same path; so does a MusicXML file xml2abc fails on (music21 rewrites it more regularly).
-Conversion is slow (minutes), so its results go to a JSONL cache named by music21's and this converter's
-versions; everything derived from them (texts, labels, split) is recomputed on load, in seconds.
+Conversion is slow (minutes), so its results go to a JSONL cache named by the versions of music21, xml2abc
+and this converter; everything derived from them (texts, labels, split) is recomputed on load, in seconds.
 """
 
 from __future__ import annotations
@@ -147,8 +147,10 @@ def convert_file(path: Path, root: Path) -> Converted:
 
 
 def cache_path(cache_dir: Path = CACHE_DIR) -> Path:
-    """The cache file for this music21 and this converter: another version of either gets a fresh cache."""
-    return cache_dir / f"classical-music21-{version('music21')}-conv{CONVERTER_VERSION}.jsonl"
+    """The cache file for these music21 and xml2abc (abctoolkit) versions and this converter: another version
+    of any of them gets a fresh cache."""
+    versions = f"music21-{version('music21')}-abctoolkit-{version('abctoolkit')}-conv{CONVERTER_VERSION}"
+    return cache_dir / f"classical-{versions}.jsonl"
 
 
 def _read_cache(path: Path) -> dict[str, Converted]:

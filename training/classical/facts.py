@@ -78,18 +78,7 @@ class PieceFacts:
 
 
 VOCAL_GENRES = frozenset(
-    {
-        "chorale",
-        "mass movement",
-        "madrigal",
-        "motet",
-        "ballata",
-        "caccia",
-        "canon",
-        "hymn",
-        "part song",
-        "sacred song",
-    }
+    "chorale,mass movement,madrigal,motet,ballata,caccia,canon,hymn,part song,sacred song".split(",")
 )
 
 
