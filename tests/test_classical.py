@@ -95,8 +95,8 @@ def test_works_of_real_paths():
     chorale = work_of("bach/bwv277.krn", {})
     assert (chorale.genre, chorale.title, chorale.movement) == (
         "chorale",
-        "Christ lag in Todesbanden",
-        "BWV 277",
+        "Christ lag in Todesbanden, BWV 277",
+        None,
     )
     mass = work_of("palestrina/Agnus_II_03.krn", {"misc:humdrum:OPR": "Missa Brevis"})
     assert (mass.key, mass.genre, mass.movement) == ("palestrina/missa brevis", "mass movement", "Agnus Dei")
