@@ -4,8 +4,9 @@
 
 Music rows: PyTorch eager one tune at a time with the 6272-wide one-hot input (what clamp.py does);
 PyTorch eager in length-sorted padded batches, with the one-hot input (the official formulation) and
-with our embedding-bag; ORT fp32 and int8 through the runtime Encoder; ORT fp16 on the CUDA provider
-when this onnxruntime has it. Text rows: PyTorch eager batched, ORT fp32, ORT int8 (and fp16 on CUDA).
+with our embedding-bag; ORT fp32 and static int8 (calibrated as `clamp export` does) through the runtime
+Encoder; ORT fp16 on the CUDA provider when this onnxruntime has it. Text rows: PyTorch eager batched,
+ORT fp32, ORT int8 (and fp16 on CUDA).
 Tunes are spread evenly over music21's ABC corpus (its real length distribution); texts are their
 canonical descriptions. Models: the clamp-s-512 shape with random weights, and the trained default
 model. Every row reports its min cosine to the PyTorch fp32 batched vectors of the same items.
@@ -27,10 +28,11 @@ import torch
 import torch.nn.functional as F
 
 from exporter.checkpoint import REPO_ROOT, init_model, load_model, pretrained_text_dir
-from exporter.export import export_fp32
+from exporter.export import export_fp32, write_int8
+from exporter.int8gate import real_sample
 from exporter.manifest import write_manifest
 from exporter.model import CLaMP, masked_mean
-from exporter.optimize import write_fp16, write_int8
+from exporter.optimize import write_fp16
 from runtime.model.encoder import Encoder, available_cores, patch_batches
 from runtime.model.families import load_family
 from runtime.model.modeldir import TOWERS, encoder_file
@@ -89,16 +91,14 @@ def torch_batched(
 
 
 def bench_model_dir(model: CLaMP, family: dict, out: Path) -> Path:
-    """A model dir with fp32, int8 (and, with CUDA, fp16) graphs, built as `clamp export` builds them."""
+    """A model dir with fp32, static int8 (and, with CUDA, fp16) graphs, made as `clamp export` makes them."""
     export_fp32(model, family, pretrained_text_dir(load_family("default")) / "tokenizer.json", out)
-    for tower in TOWERS:
+    for tower in TOWERS if CUDA else ():
+        shape = family[tower]
         src = out / encoder_file(tower, "fp32")
-        write_int8(src, out / encoder_file(tower, "int8"), keep_residual_fp32=tower == "text")
-        if CUDA:
-            shape = family[tower]
-            write_fp16(
-                src, out / encoder_file(tower, "fp16"), shape["num_attention_heads"], shape["hidden_size"]
-            )
+        write_fp16(src, out / encoder_file(tower, "fp16"), shape["num_attention_heads"], shape["hidden_size"])
+    write_manifest(out, source={"sha256": "benchmark"}, export={"precisions": ["fp32"]})
+    write_int8(model, family, out, real_sample(family))
     write_manifest(out, source={"sha256": "benchmark"}, export={"precisions": ["fp32", "int8"]})
     return out
 

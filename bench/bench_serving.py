@@ -2,12 +2,13 @@
 
 Starts two `clamp serve` subprocesses on free 127.0.0.1 ports, exactly as a user runs them, and waits for
 /health: "batched" (the defaults: micro-batches of queries, runtime/serve/batching.py) and "unbatched"
-(`--max-batch 1 --batch-wait-ms 0`: every input encoded alone, as before batching). Then, for each --mix
-scenario (default: text search, similar-by-id and zero-shot classify, each alone) and each server in turn,
-sends --requests POSTs with --concurrency in flight over keep-alive connections (after --warmup unmeasured
-ones) and reports client-side latency p50/p95/p99/max, throughput, errors (a status other than 2xx, or a
-transport error) and the server's resident memory (VmRSS before and after, peak VmHWM) from /proc. Then
-one client sends text searches one at a time to each server: the end-to-end "text query p50" over HTTP,
+(`--max-batch 1 --batch-wait-ms 0` and no keyword cache: every input encoded and ranked alone, as before
+batching). Scenario `search-distinct` sends text searches that never repeat (no cache answers them). For
+each --mix scenario (default: text search, similar-by-id and zero-shot classify, each alone) and each server
+in turn, it sends --requests POSTs with --concurrency in flight over keep-alive connections (after --warmup
+unmeasured ones) and reports client-side latency p50/p95/p99/max, throughput, errors (a status other than
+2xx, or a transport error) and the server's resident memory (VmRSS before and after, peak VmHWM) from /proc.
+Then one client sends text searches one at a time to each server: the end-to-end "text query p50" over HTTP,
 the server's own share (its Server-Timing header) and Index.search_text in this process, so HTTP's cost
 shows. Both servers share the machine and one run, so compare them by their ratios.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import secrets
 import subprocess
@@ -43,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from runtime.model.encoder import available_cores  # noqa: E402
 from runtime.model.modeldir import PRECISIONS  # noqa: E402
 from runtime.search.index import Index, read_manifest, resolve_model_dir  # noqa: E402
+from runtime.search.items import KEYWORD_CACHE_ENV  # noqa: E402
 from tests.serving import free_port  # noqa: E402
 
 TEXT_QUERIES = [
@@ -67,11 +70,24 @@ TEXT_QUERIES = [
     "an Irish tune in the dorian mode",
     "a minuet in the style of the eighteenth century",
 ]
-ROUTES = {"search": "/search", "similar": "/similar", "classify": "/classify"}
+ROUTES = {"search": "/search", "search-distinct": "/search", "similar": "/similar", "classify": "/classify"}
+# "search-distinct": text searches that (almost) never repeat, so no cache can answer them: combinations of
+DISTINCT_WORDS = (
+    "lively slow gentle fast sad cheerful stately old merry quiet bright dark".split(),
+    "jig reel hornpipe waltz polka march air song lullaby carol strathspey dance".split(),
+    ["in D major", "in G", "in E minor", "in A dorian", "in C", "in F major", "in B minor", "in A",
+     "in D minor", "in E dorian", "in G minor", "in Bb"],
+    ["", "from Ireland", "from Scotland", "from Germany", "from China", "for the fiddle", "for dancing",
+     "about love", "for children", "about the sea", "for a wedding", "in 6/8", "in 3/4", "in 2/4"],
+    ["", "with dotted rhythms", "with a wide range", "with many quick notes", "in the old style",
+     "for two voices"],
+)  # fmt: skip
 DEFAULT_MIXES = ["search", "similar", "classify"]
 LABEL_SET = "tune-type"
 POOL = 256  # distinct tunes drawn for similar-by-id and classify
+# "unbatched" is the code path before batching and the keyword cache: every input encoded and ranked alone.
 SERVERS = {"batched": [], "unbatched": ["--max-batch", "1", "--batch-wait-ms", "0"]}
+SERVER_ENV = {"batched": {}, "unbatched": {KEYWORD_CACHE_ENV: "0"}}
 
 
 @dataclass
@@ -107,7 +123,13 @@ def clamp_command() -> list[str]:
 
 @contextmanager
 def clamp_serve(
-    index_dir: Path, model_dir: Path, concurrency: int, key: str, precision: str, options: list[str]
+    index_dir: Path,
+    model_dir: Path,
+    concurrency: int,
+    key: str,
+    precision: str,
+    options: list[str],
+    env: dict[str, str],
 ) -> Iterator[tuple[str, int]]:
     """`clamp serve` on a free loopback port: (its URL, its pid) once /health answers; stopped on exit."""
     port = free_port()
@@ -122,7 +144,7 @@ def clamp_serve(
                 command,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "CLAMP_API_KEY": key},
+                env={**os.environ, **env, "CLAMP_API_KEY": key},
                 cwd=ROOT,
                 start_new_session=True,  # Ctrl-C reaches only this script, which then stops the server
             )
@@ -193,10 +215,17 @@ def request_pools(index: Index, k: int, rng: np.random.Generator) -> dict[str, l
     tunes = index.items.items(labels, with_abc=True).values()
     return {
         "search": [(ROUTES["search"], {"text": text, "k": k}) for text in TEXT_QUERIES],
+        "search-distinct": [(ROUTES["search"], {"text": text, "k": k}) for text in distinct_queries(rng)],
         "similar": [(ROUTES["similar"], {"id": item_id, "k": k}) for item_id, _, _ in tunes],
         # The API classifies ABC, not an id: the indexed tune's own ABC is sent.
         "classify": [(ROUTES["classify"], {"abc": abc, "label_set": LABEL_SET}) for _, _, abc in tunes],
     }
+
+
+def distinct_queries(rng: np.random.Generator) -> list[str]:
+    """Every combination of DISTINCT_WORDS (about 145k queries), shuffled."""
+    texts = [" ".join(w for w in ("a", *words) if w) for words in itertools.product(*DISTINCT_WORDS)]
+    return [texts[i] for i in rng.permutation(len(texts))]
 
 
 def draw(pools: dict[str, list], mix: dict[str, float], n: int, rng: np.random.Generator) -> list:
@@ -277,7 +306,9 @@ def main() -> None:
     with ExitStack() as stack:
         servers = {
             name: stack.enter_context(
-                clamp_serve(index_dir, model_dir, args.concurrency, key, args.precision, options)
+                clamp_serve(
+                    index_dir, model_dir, args.concurrency, key, args.precision, options, SERVER_ENV[name]
+                )
             )
             for name, options in SERVERS.items()
         }
@@ -288,6 +319,7 @@ def main() -> None:
                 ["clamp serve --index … --model …", f"--precision {args.precision}"]
                 + [f"--max-concurrency {args.concurrency}", *SERVERS[name]]
             )
+            command = " ".join([*(f"{k}={v}" for k, v in SERVER_ENV[name].items()), command])
             print(f"- {name} server: `{command}` (pid {pid}), API key via $CLAMP_API_KEY, access log on")
         precisions = ", ".join(f"{tower} {p}" for tower, p in encoder.precisions.items())
         print(f"- encoder: {encoder.provider}, {precisions}")

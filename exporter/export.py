@@ -6,21 +6,27 @@ import contextlib
 import io
 import json
 import shutil
+import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from exporter.int8gate import RealSample, calibration_feeds, judge, real_sample
 from exporter.manifest import write_manifest
-from exporter.model import CLaMP
-from exporter.optimize import write_fp16, write_int8
+from exporter.model import CLaMP, ordered_masked_mean
+from exporter.optimize import write_fp16
 from exporter.parity import GATES, PARITY_TEXTS, measure, parity_tunes, readable_tunes, torch_reference
+from exporter.quantize import write_static_int8
+from runtime.model.encoder import Encoder
 from runtime.model.modeldir import (
     CONFIG_FILE,
     GRAPH_INPUTS,
     GRAPH_OUTPUTS,
+    INT8_SCHEME,
     TOKENIZER_FILE,
     TOWERS,
     encoder_file,
@@ -71,13 +77,29 @@ def _sample_inputs(tower: str, family: dict) -> tuple[torch.Tensor, torch.Tensor
     return patches.to(getattr(torch, PATCH_DTYPE)), torch.tensor([[1, 1, 0], [1, 1, 1]])
 
 
-def export_tower(model: CLaMP, family: dict, tower: str, path: Path) -> None:
-    """Trace one tower to ONNX (TorchScript exporter: ORT's optimiser fuses attention only in its graphs)."""
+@contextlib.contextmanager
+def _ordered_pooling(model: CLaMP, ordered: bool) -> Iterator[None]:
+    """Pool with a running sum while exporting (the graphs int8 quantises: batch-invariant bits)."""
+    standard = model.pool
+    model.pool = ordered_masked_mean if ordered else standard
+    try:
+        yield
+    finally:
+        model.pool = standard
+
+
+def export_tower(model: CLaMP, family: dict, tower: str, path: Path, ordered_pooling: bool = False) -> None:
+    """Trace one tower to ONNX (TorchScript exporter: ORT's optimiser fuses attention only in its graphs).
+
+    `ordered_pooling` traces ordered_masked_mean in place of ReduceSum pooling: the source of int8
+    graphs, not of fp32 ones, whose bytes are the model's identity.
+    """
     graph = (TextGraph if tower == "text" else MusicGraph)(model).eval()
     inputs, outputs = GRAPH_INPUTS[tower], GRAPH_OUTPUTS[tower]
     dynamic = {name: {0: "batch", 1: "tokens" if tower == "text" else "patches"} for name in inputs}
     dynamic.update({name: {0: "batch"} for name in outputs})
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+    quiet = contextlib.redirect_stdout(io.StringIO())
+    with warnings.catch_warnings(), quiet, torch.no_grad(), _ordered_pooling(model, ordered_pooling):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             graph,
@@ -132,26 +154,43 @@ class ExportError(RuntimeError):
     """An export whose graphs disagree with PyTorch beyond the parity gates."""
 
 
+def write_int8(model: CLaMP, family: dict, out_dir: Path, sample: RealSample) -> None:
+    """Both towers' static int8 graphs, calibrated on the sample's train tunes and texts (quantize.py)."""
+    encoder = Encoder.open(out_dir, provider="cpu", precision="fp32")
+    feeds = {tower: calibration_feeds(encoder, tower, sample) for tower in TOWERS}
+    with tempfile.TemporaryDirectory(prefix="clamp-int8-") as scratch:
+        for tower in TOWERS:
+            source = Path(scratch) / encoder_file(tower, "fp32")
+            export_tower(model, family, tower, source, ordered_pooling=True)
+            target = out_dir / encoder_file(tower, "int8")
+            write_static_int8(source, target, feeds[tower], keep_residual_fp32=tower == "text")
+
+
 def build_model_dir(
     model: CLaMP, family: dict, tokenizer_json: Path, out_dir: Path, source: dict, int8: bool = True
 ) -> dict:
     """Write a complete model dir: fp32, fp16 (and int8) graphs, parity vs PyTorch, manifest. Returns it.
 
-    fp32 or fp16 below their parity gate fail the export (fp32 before any variant is built); an int8
-    tower below its gate is deleted and the reason recorded under "dropped" (the runtime then uses
-    fp32 for that tower).
+    fp32 or fp16 below their parity gate fail the export (fp32 before any variant is built). An int8
+    tower below its gate vs PyTorch, or failing the int8 gate on real eval tunes (int8gate.py, recorded
+    under "int8"), is deleted and the reason recorded under "dropped" (the runtime then uses fp32).
     """
     precisions = ["fp32", "fp16"] + (["int8"] if int8 else [])
     settings = {
-        "exporter": "torch.onnx.export(dynamo=False) + onnxruntime.transformers optimizer + quantize_dynamic",
+        "exporter": "torch.onnx.export(dynamo=False) + onnxruntime.transformers optimizer + quantize_static",
         "opset": OPSET,
         "patch_dtype": PATCH_DTYPE,
         "precisions": precisions,
+        **({"int8_scheme": INT8_SCHEME} if int8 else {}),
     }
     texts, tunes = list(PARITY_TEXTS), readable_tunes(parity_tunes(), family)
     reference = torch_reference(model, family, tokenizer_json, texts, tunes)
     parity: dict = {"provider": "cpu", "samples": {"texts": len(texts), "tunes": len(tunes)}, "gates": GATES}
     dropped: dict[str, str] = {}
+
+    def drop(tower: str, reason: str) -> None:
+        (out_dir / encoder_file(tower, "int8")).unlink(missing_ok=True)
+        dropped[encoder_file(tower, "int8")] = reason
 
     def check(precision: str) -> None:
         parity[precision] = measure(out_dir, precision, reference, texts, tunes)
@@ -161,8 +200,7 @@ def build_model_dir(
             reason = f"{tower} {precision}: min cosine {figures['min_cosine']:.6f} < gate {GATES[precision]}"
             if precision != "int8":
                 raise ExportError(f"export of {family['name']} failed parity: {reason}")
-            (out_dir / encoder_file(tower, precision)).unlink()
-            dropped[encoder_file(tower, precision)] = reason
+            drop(tower, reason)
 
     export_fp32(model, family, tokenizer_json, out_dir)
     write_manifest(out_dir, source=source, export=settings)
@@ -173,9 +211,28 @@ def build_model_dir(
         settings["fp16_fusions"][tower] = write_fp16(
             src, out_dir / encoder_file(tower, "fp16"), shape["num_attention_heads"], shape["hidden_size"]
         )
-        if int8:
-            write_int8(src, out_dir / encoder_file(tower, "int8"), keep_residual_fp32=tower == "text")
     write_manifest(out_dir, source=source, export=settings)
+    sample = _int8_sample(family, dropped) if int8 else None
+    if sample is not None:
+        write_int8(model, family, out_dir, sample)
+        write_manifest(out_dir, source=source, export=settings)
     for precision in precisions[1:]:
         check(precision)
-    return write_manifest(out_dir, source=source, export=settings, parity=parity, dropped=dropped)
+    gate = {}
+    if sample is not None:
+        write_manifest(out_dir, source=source, export=settings)
+        gate = judge(out_dir, sample)
+        for tower in TOWERS:
+            if tower in gate and not gate[tower]["passed"]:
+                drop(tower, f"{tower} int8 gate on eval tunes: {gate[tower]['failed']}")
+    return write_manifest(out_dir, source=source, export=settings, parity=parity, dropped=dropped, int8=gate)
+
+
+def _int8_sample(family: dict, dropped: dict[str, str]) -> RealSample | None:
+    """The real tunes int8 is calibrated and judged on, or None (both towers dropped) without a corpus."""
+    try:
+        return real_sample(family)
+    except (ImportError, RuntimeError) as error:
+        for tower in TOWERS:
+            dropped[encoder_file(tower, "int8")] = f"no real tunes to calibrate int8 on: {error}"
+        return None

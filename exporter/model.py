@@ -22,6 +22,13 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
+def ordered_masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """masked_mean as a running sum read at the last position: in ONNX Runtime its bits depend on the
+    item alone, where ReduceSum's summation order (so its rounding) follows the padded batch shape."""
+    weights = mask.to(hidden.dtype).unsqueeze(-1)
+    return torch.cumsum(hidden * weights, dim=1)[:, -1] / weights.sum(1).clamp(min=1.0)
+
+
 def _eager(config):
     """Eager attention: the only implementation whose ONNX graph ORT's optimiser fuses (env-notes)."""
     config._attn_implementation = "eager"
@@ -123,11 +130,12 @@ class CLaMP(nn.Module):
         self.text_proj = nn.Linear(text["hidden_size"], dim)
         self.music_enc = MusicEncoder(music)
         self.music_proj = nn.Linear(music["hidden_size"], dim)
+        self.pool = masked_mean  # export swaps in ordered_masked_mean for the graphs it quantises
 
     def text_pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """[B,T] token ids and mask -> [B, text_hidden]: masked mean of the last hidden state."""
         hidden = self.text_enc(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return masked_mean(hidden, attention_mask)
+        return self.pool(hidden, attention_mask)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """[B,T] token ids and mask -> [B,D] text features (unnormalised)."""
@@ -135,7 +143,7 @@ class CLaMP(nn.Module):
 
     def music_pooled(self, patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
         """[B,P,64] patch ids and [B,P] mask -> [B,H]: masked mean of the music encoder's last layer."""
-        return masked_mean(self.music_enc(patches, patch_mask), patch_mask)
+        return self.pool(self.music_enc(patches, patch_mask), patch_mask)
 
     def encode_music(self, patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
         """[B,P,64] patch ids and [B,P] mask -> [B,D] music features (unnormalised)."""

@@ -7,7 +7,18 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import pytest  # noqa: E402
 from query_corpus import Corpus, build_corpus  # noqa: E402
 
+import runtime.model.cpu  # noqa: E402
 from runtime.search.index import Index  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def avx2_cpu(tmp_path_factory):
+    """Every test sees an AVX2-only CPU (so `auto` = fp32 on CPU) unless it fakes VNNI (test_int8.py)."""
+    cpuinfo = tmp_path_factory.mktemp("cpu") / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runtime.model.cpu, "CPUINFO", cpuinfo)
+        yield
 
 
 @pytest.fixture(scope="module")

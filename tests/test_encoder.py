@@ -65,16 +65,6 @@ def test_batching_and_order_never_change_an_fp32_vector(model_dir):
     np.testing.assert_allclose(encoder.embed_texts(TEXTS, batch_size=3), texts_one_by_one, atol=1e-6)
 
 
-def test_int8_vectors_move_only_slightly_with_their_batch(model_dir):
-    """Dynamic int8 quantises activations per batch: batch-mates shift a vector, within the parity gate."""
-    encoder = Encoder.open(model_dir, provider="cpu", precision="int8")
-    patches = [prepare_music(abc, encoder.max_patches) for abc in real_tunes()]
-    one_by_one = np.concatenate([encoder.embed_patches([p]) for p in patches])
-    assert (encoder.embed_patches(patches) * one_by_one).sum(axis=1).min() > 0.99
-    texts_one_by_one = np.concatenate([encoder.embed_texts([t]) for t in TEXTS])
-    assert (encoder.embed_texts(TEXTS) * texts_one_by_one).sum(axis=1).min() > 0.99
-
-
 def test_patch_batches_respect_the_padded_budget():
     lengths = [5, 90, 12, 12, 40, 1, 7]
     batches = patch_batches(lengths, max_batch_patches=100)

@@ -14,6 +14,7 @@ from serving import serving
 
 from runtime.search import hybrid
 from runtime.search.calibration import CHANCE_Z, no_better_than_chance, null_queries
+from runtime.search.filters import parse_filter
 from runtime.search.hits import Hit, exact_top_k
 from runtime.search.index import Index, read_manifest
 from runtime.search.keyword import FTS_TABLE, key_words, normalize, query_groups, synonyms
@@ -167,3 +168,15 @@ def test_an_index_built_without_its_model_is_uncalibrated_and_says_so(built, tmp
     assert read_manifest(tmp_path / "index")["calibration"] is None
     hits = Index.open(tmp_path / "index", built.model_dir).search_text("a jig", k=3, mode="vector")
     assert hits and all(h.z is None for h in hits) and no_better_than_chance(hits) is None
+
+
+def test_keyword_answers_are_cached_per_query_k_and_filter_and_read_only(index):
+    items = index.items
+    first = items.keyword_search("a Christmas carol", 10)
+    assert items.keyword_search("a Christmas carol", 10) is first  # no second bm25 ranking
+    assert items.keyword_search("a Christmas carol", 5) is not first
+    three_four = parse_filter("meter = 3/4")
+    filtered = items.keyword_search("a Christmas carol", 10, three_four)
+    assert filtered is not first and set(filtered[0]) <= set(items.labels_matching(three_four).tolist())
+    with pytest.raises(ValueError):
+        first[0][0] = -1  # shared by every caller: nobody may change it

@@ -24,7 +24,7 @@ def test_every_family_names_a_known_profile():
     assert names == {
         "clamp-s-512": "clamp1",
         "clamp-s-1024": "clamp1",
-        "default": "clamp1",
+        "default": "clamp1-canonical",  # ours (v2): canonical spelling first
         "clamp2": "m3-clamp2",
         "clamp3-c2": "m3-clamp3",
         "clamp3-saas": "m3-clamp3",

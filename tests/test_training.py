@@ -1,6 +1,8 @@
 """Training and evaluation of the default model: metrics on hand-made cases, the loss, a tiny real run."""
 
+import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,9 @@ from training.batches import length_batches, pad_patches
 from training.corpus import load_corpus
 from training.evaluate import CARD_END, CARD_START, evaluate, markdown_table, write_into_card
 from training.metrics import accuracy, hit_rate, macro_f1, mean_reciprocal_rank, random_mrr, true_match_ranks
+from training.roundtrip import cache_file
 from training.train import TrainConfig, build_training_set, contrastive_loss, train
+from training.variants import bar_per_line
 
 SMALL_COLLECTION = ("miscFolk",)  # 177 real tunes, 21 of them held out
 
@@ -127,12 +131,20 @@ def tiny_run(tmp_path_factory) -> tuple[TrainConfig, dict]:
 
 
 def test_training_never_sees_an_eval_tune():
-    config = TrainConfig(variants=2, collections=SMALL_COLLECTION)
-    data = build_training_set(config, max_patches=128)
+    config = TrainConfig(variants=2, collections=SMALL_COLLECTION, cache_dir=None)
+    data = build_training_set(config, load_family("default"))
     tunes = load_corpus(collections=SMALL_COLLECTION)
     assert set(data.ids) == {t.id for t in tunes if t.split == "train"}
     assert not set(data.ids) & {t.id for t in tunes if t.split == "eval"}
     assert data.variant_ids.shape == (len(data.ids), 2) and data.variant_ids.max() == len(data.texts) - 1
+    assert all(len(views) >= 1 for views in data.views)
+
+
+def test_a_held_out_collection_is_never_trained_on():
+    config = TrainConfig(variants=1, collections=("miscFolk", "josquin"), held_out_collections=("josquin",))
+    data = build_training_set(replace(config, cache_dir=None), load_family("default"))
+    josquin = {t.id for t in load_corpus(collections=("josquin",))}
+    assert josquin and not set(data.ids) & josquin and data.ids
 
 
 def test_a_tiny_training_run_writes_a_checkpoint_that_evaluates(tiny_run, tmp_path: Path):
@@ -141,8 +153,24 @@ def test_a_tiny_training_run_writes_a_checkpoint_that_evaluates(tiny_run, tmp_pa
     assert all(math.isfinite(loss) for loss in summary["epoch_losses"])
     for name in ("model.safetensors", "config.json", "training.json"):
         assert (config.out / name).is_file()
-    results = evaluate(config.out, collections=SMALL_COLLECTION)
+    eval_tunes = [t for t in load_corpus(collections=SMALL_COLLECTION) if t.split == "eval"]
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    round_trips = [{"id": t.id, "musicxml": bar_per_line(t.abc), "midi": None} for t in eval_tunes[:5]]
+    cache_file(cache).write_text("".join(json.dumps(r) + "\n" for r in round_trips) + '{"torn')
+    results = evaluate(
+        config.out,
+        collections=(*SMALL_COLLECTION, "josquin"),
+        cache_dir=cache,
+        held_out_collections=("josquin",),
+    )
     assert results["eval_tunes"] == 21
+    assert results["invariance"]["MusicXML round trip"]["tunes"] == 5  # the torn last line is ignored
+    assert "MIDI round trip" not in results["invariance"]
+    josquin = results["held_out_collections"]["josquin"]  # left out whole: all its tunes, none in eval_tunes
+    assert josquin["tunes"] == len(load_corpus(collections=("josquin",))) and "retrieval" in josquin
+    for row in results["invariance"].values():
+        assert row["pool"] == 21 and -1 <= row["mean_cosine"] <= 1 and 0 <= row["rank1"] <= 1
     assert 0 < results["retrieval"]["mrr"] <= 1 and results["retrieval"]["random_mrr"] == pytest.approx(
         random_mrr(21)
     )
@@ -154,3 +182,5 @@ def test_a_tiny_training_run_writes_a_checkpoint_that_evaluates(tiny_run, tmp_pa
     write_into_card(card, markdown_table(results))
     text = card.read_text()
     assert "old" not in text and "| MRR |" in text and text.endswith("rest\n")
+    both = markdown_table([results, {**results, "checkpoint": "v1"}])
+    assert "| header order | 21 | " in both and both.count(" / ") >= 2 * len(results["invariance"])

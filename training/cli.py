@@ -24,16 +24,28 @@ METRICS_FILE = "metrics.json"
 CARD_FILE = "README.md"
 
 
-def _report(results: dict, checkpoint_dir: Path | None, update_card: bool) -> None:
+BASELINE = Path("models/default-v1")  # the previous default model, kept to be compared with
+
+
+def _report(results: list[dict], checkpoint_dir: Path | None, update_card: bool) -> None:
+    """Print the tables (models side by side); with a dir, write the first model's metrics and card."""
     table = markdown_table(results)
     click.echo(table)
     if checkpoint_dir is None:
         return
-    (checkpoint_dir / METRICS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    (checkpoint_dir / METRICS_FILE).write_text(json.dumps(results[0], indent=2) + "\n")
     card = checkpoint_dir / CARD_FILE
     if update_card and card.is_file():
         write_into_card(card, table)
         click.echo(f"metrics written into {card}")
+
+
+def _with_baseline(checkpoint: Path, device: str) -> list[dict]:
+    """The checkpoint's metrics, then the previous default model's beside them when it is here."""
+    runs = [run_evaluation(checkpoint, device=device)]
+    if BASELINE.is_dir() and checkpoint.resolve() != BASELINE.resolve():
+        runs.append(run_evaluation(BASELINE, device=device))
+    return runs
 
 
 @click.command()
@@ -114,7 +126,7 @@ def train(
                 f"trained {summary['train_tunes']} tunes in {summary['seconds']:.0f} s; checkpoint in {out}"
             )
             if then_evaluate:
-                _report(run_evaluation(out, device=device), out, update_card=True)
+                _report(_with_baseline(out, device), out, update_card=True)
     except (OutDirError, DirLockedError) as err:
         raise click.ClickException(str(err)) from err
 
@@ -122,9 +134,10 @@ def train(
 @click.command()
 @click.option(
     "--checkpoint",
-    default="models/default",
-    show_default=True,
-    help="Checkpoint dir (ours or official) or model name.",
+    "checkpoints",
+    multiple=True,
+    help="Checkpoint dir (ours or official) or model name; repeat to compare models side by side "
+    f"[default: models/default, and {BASELINE} beside it].",
 )
 @click.option("--device", default="auto", show_default=True)
 @click.option(
@@ -142,10 +155,18 @@ def train(
     show_default=True,
     help="Also write metrics.json and the model card's metrics table into the checkpoint dir.",
 )
-def evaluate(checkpoint: str, device: str, model_dir: Path | None, precision: str, write: bool) -> None:
-    """Held-out metrics: text->music MRR and Hit@k, zero-shot accuracy and macro-F1 per labelset."""
+def evaluate(
+    checkpoints: tuple[str, ...], device: str, model_dir: Path | None, precision: str, write: bool
+) -> None:
+    """Metrics on music never trained on: text->music retrieval, zero-shot classification per labelset,
+    invariance to notation (variants and MusicXML/MIDI round trips), and leave-one-collection-out."""
     if write and model_dir is not None:
         raise click.UsageError("--write updates a checkpoint's model card; it cannot be used with --model")
-    results = run_evaluation(checkpoint, device=device, model_dir=model_dir, precision=precision)
-    directory = Path(checkpoint)
+    if model_dir is not None:
+        results = [run_evaluation(model_dir=model_dir, precision=precision)]
+    elif checkpoints:
+        results = [run_evaluation(c, device=device) for c in checkpoints]
+    else:
+        results = _with_baseline(Path("models/default"), device)
+    directory = Path(checkpoints[0] if checkpoints else "models/default")
     _report(results, directory if write and directory.is_dir() else None, update_card=write)

@@ -1,9 +1,15 @@
-"""Held-out evaluation of a CLaMP checkpoint: text->music retrieval and zero-shot classification.
+"""Held-out evaluation of a CLaMP checkpoint: retrieval, zero-shot classification, invariance, generalisation.
 
-Only tunes of the "eval" side of the fixed split (training/corpus.py) are used. Retrieval: each eval
-tune's canonical text against all eval tunes' music (spec §5.1). Zero-shot: each labelset of
-runtime/search/labelsets.json, next to chance (1 / number of labels) and a majority-class baseline (the label
-most frequent among *training* tunes, predicted for every eval tune).
+Only music the model never trained on is used: the "eval" side of the fixed split (training/corpus.py), and
+the collections training leaves out whole (TrainConfig.held_out_collections, leave-one-collection-out).
+- Retrieval: each eval tune's canonical text against all eval tunes' music (spec §5.1).
+- Zero-shot: each labelset of runtime/search/labelsets.json, next to chance (1 / number of labels) and a
+  majority-class baseline (the label most frequent among *training* tunes, predicted for every eval tune).
+- Invariance: each notation variant of an eval tune (training/variants.py, the MusicXML and MIDI round trips
+  from training/roundtrip.py's cache): mean cosine to the tune as written, and how often the variant finds
+  its original first among all eval tunes.
+- Held-out collections: the dance-type zero-shot and retrieval on a collection left out of training.
+Every checkpoint patches music through its own family's preprocessing, so v1 and v2 are compared fairly.
 """
 
 from __future__ import annotations
@@ -20,12 +26,18 @@ import runtime
 from exporter.checkpoint import load_model
 from runtime.model.encoder import Encoder
 from runtime.model.text import TextTokenizer
-from runtime.music.patching import prepare_music
+from runtime.music.profiles import profile_of
 from training.batches import music_embeddings, resolve_device, text_embeddings
-from training.corpus import load_corpus
+from training.classical.corpus import label_sets as classical_label_sets
+from training.classical.corpus import load_classical
+from training.classical.texts import canonical_text as classical_canonical_text
+from training.corpus import CorpusTune, load_corpus
 from training.describe import TuneFacts, describe
 from training.metrics import accuracy, hit_rate, macro_f1, mean_reciprocal_rank, random_mrr, true_match_ranks
+from training.roundtrip import DEFAULT_CACHE, cache_file, read_cache
 from training.texts import canonical_text
+from training.train import TrainConfig
+from training.variants import ROUND_TRIPS, TEXTUAL, variants_of
 
 LABELSETS = Path(runtime.__file__).parent / "search" / "labelsets.json"
 DANCE_TASK = "tune-type (dance tunes)"  # tune-type without the songs, whose label is trivial to guess
@@ -85,6 +97,7 @@ class TorchEmbedder:
         text = family["text"]
         self.tokenizer = TextTokenizer.from_file(tokenizer_json, text["max_tokens"], text["pad_token_id"])
         self.max_patches: int = family["music"]["max_patches"]
+        self.profile = profile_of(family)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         return text_embeddings(self.model, self.tokenizer, texts, self.device)
@@ -100,9 +113,11 @@ def evaluate(
     collections: Sequence[str] | None = None,
     model_dir: str | Path | None = None,
     precision: str = "auto",
+    cache_dir: Path | None = DEFAULT_CACHE,
+    held_out_collections: Sequence[str] = TrainConfig.held_out_collections,
 ) -> dict:
-    """All metrics on the held-out split, as a dict: of a PyTorch checkpoint (dir or model name), or, when
-    `model_dir` is given, of that exported ONNX model dir at `precision` (what the runtime serves)."""
+    """All metrics, as a dict: of a PyTorch checkpoint (dir or model name), or, when `model_dir` is given,
+    of that exported ONNX model dir at `precision` (what the runtime serves)."""
     if model_dir is not None:
         embedder = Encoder.open(model_dir, provider="cpu", precision=precision)
         source = {"checkpoint": str(model_dir), "precision": embedder.precisions}
@@ -110,15 +125,84 @@ def evaluate(
         embedder = TorchEmbedder(checkpoint, device)
         source = {"checkpoint": str(checkpoint), "precision": "pytorch fp32"}
     tunes = load_corpus(corpus_root, collections)
-    eval_tunes = [t for t in tunes if t.split == "eval"]
-    eval_facts = [describe(t) for t in eval_tunes]
+    eval_tunes = [t for t in tunes if t.split == "eval" and t.collection not in held_out_collections]
     train_facts = [describe(t) for t in tunes if t.split == "train"]
-    music = embedder.embed_patches([prepare_music(t.abc, embedder.max_patches) for t in eval_tunes])
-    queries = embedder.embed_texts([canonical_text(f) for f in eval_facts])
-    ranks = true_match_ranks(queries @ music.T)
+    music = _music(embedder, [t.abc for t in eval_tunes])
     results: dict = {
         **source,
         "eval_tunes": len(eval_tunes),
+        **_text_metrics(embedder, eval_tunes, music, train_facts),
+    }
+    round_trips = read_cache(cache_file(cache_dir)) if cache_dir else {}
+    results["invariance"] = invariance(embedder, eval_tunes, music, round_trips)
+    if collections is None:
+        results["classical"] = classical_metrics(embedder, tunes, cache_dir)
+    results["held_out_collections"] = {}
+    for name in held_out_collections:
+        unseen = [t for t in tunes if t.collection == name]
+        if unseen:
+            metrics = _text_metrics(embedder, unseen, _music(embedder, [t.abc for t in unseen]), train_facts)
+            results["held_out_collections"][name] = {"tunes": len(unseen), **metrics}
+    return results
+
+
+CLASSICAL_PROMPTS = {
+    "composer": "This piece of music is composed by {}.",  # CLaMP's own zero-shot prompt
+    "genre": "This is a {}.",
+    "era": "This is {} music.",
+}
+
+
+def classical_metrics(embedder, folk: Sequence[CorpusTune], cache_dir: Path | None) -> dict:
+    """Held-out classical works (split by work): retrieval among them and zero-shot composer, genre, era
+    over the labels that at least two held-out works carry."""
+    pieces = load_classical(
+        folk_keys={t.body_key for t in folk}, **({"cache_dir": cache_dir} if cache_dir else {})
+    )
+    held = [p for p in pieces if p.split == "eval"]
+    if not held:
+        return {}
+    music = _music(embedder, [p.abc for p in held])
+    ranks = true_match_ranks(
+        embedder.embed_texts([classical_canonical_text(p.facts) for p in held]) @ music.T
+    )
+    found: dict = {
+        "pieces": len(held),
+        "works": len({p.work.key for p in held}),
+        "retrieval": {"mrr": mean_reciprocal_rank(ranks), "random_mrr": random_mrr(len(ranks))},
+        "zero_shot": {},
+    }
+    for name, labels in classical_label_sets(pieces).items():
+        if name not in CLASSICAL_PROMPTS or len(labels) < 2:
+            continue
+        truth = [(i, p.facts.labels().get(name)) for i, p in enumerate(held)]
+        truth = [(i, label) for i, label in truth if label in labels]
+        prompts = embedder.embed_texts([CLASSICAL_PROMPTS[name].format(label) for label in labels])
+        rows = [i for i, _ in truth]
+        y_true = [label for _, label in truth]
+        y_pred = [labels[j] for j in np.argmax(music[rows] @ prompts.T, axis=1)]
+        found["zero_shot"][name] = {
+            "n": len(rows),
+            "labels": len(labels),
+            "accuracy": accuracy(y_true, y_pred),
+            "macro_f1": macro_f1(y_true, y_pred),
+            "chance": 1 / len(labels),
+        }
+    return found
+
+
+def _music(embedder, abcs: Sequence[str]) -> np.ndarray:
+    """Music embeddings of ABC tunes, patched as the embedder's family patches them."""
+    return embedder.embed_patches([embedder.profile.abc_patches(abc, embedder.max_patches) for abc in abcs])
+
+
+def _text_metrics(
+    embedder, tunes: Sequence[CorpusTune], music: np.ndarray, train_facts: list[TuneFacts]
+) -> dict:
+    """Text->music retrieval among `tunes` and zero-shot classification of them."""
+    facts = [describe(t) for t in tunes]
+    ranks = true_match_ranks(embedder.embed_texts([canonical_text(f) for f in facts]) @ music.T)
+    found: dict = {
         "retrieval": {
             "mrr": mean_reciprocal_rank(ranks),
             "random_mrr": random_mrr(len(ranks)),
@@ -129,37 +213,170 @@ def evaluate(
     }
     for name, task in classification_tasks(load_labelsets()).items():
         prompts = [task["template"].format(label) for label in task["labels"]]
-        row = zero_shot_row(task, music, embedder.embed_texts(prompts), eval_facts, train_facts)
+        row = zero_shot_row(task, music, embedder.embed_texts(prompts), facts, train_facts)
         if row:
-            results["zero_shot"][name] = row
-    return results
+            found["zero_shot"][name] = row
+    return found
 
 
-def markdown_table(results: dict) -> str:
-    """The metrics as Markdown tables (retrieval, then zero-shot classification)."""
-    r = results["retrieval"]
+def invariance(
+    embedder, tunes: Sequence[CorpusTune], music: np.ndarray, round_trips: dict[str, dict[str, str | None]]
+) -> dict[str, dict]:
+    """Per variant: tunes, mean cosine to the tune as written, rank-1 rate among all `tunes` as written."""
+    rows: dict[str, list[int]] = {name: [] for name in [*TEXTUAL, *ROUND_TRIPS]}
+    texts: dict[str, list[str]] = {name: [] for name in rows}
+    for row, tune in enumerate(tunes):
+        for name, text in variants_of(tune.abc, round_trips.get(tune.id)).items():
+            rows[name].append(row)
+            texts[name].append(text)
+    table = {}
+    for name, variant_rows in rows.items():
+        if not variant_rows:
+            continue
+        variants = _music(embedder, texts[name])
+        similarity = variants @ music.T
+        own = similarity[np.arange(len(variant_rows)), variant_rows]
+        table[name] = {
+            "tunes": len(variant_rows),
+            "pool": len(tunes),
+            "mean_cosine": float(own.mean()),
+            "rank1": float((similarity.argmax(axis=1) == np.asarray(variant_rows)).mean()),
+        }
+    return table
+
+
+def markdown_table(results: dict | Sequence[dict]) -> str:
+    """The metrics as Markdown tables, one column per evaluated model (side by side when several)."""
+    runs = [results] if isinstance(results, dict) else list(results)
+    names = [Path(r["checkpoint"]).name or r["checkpoint"] for r in runs]
+    head = "| " + " | ".join(names) + " |"
+    rule = "|---" * len(runs) + "|"
+    first = runs[0]
     lines = [
-        f"Held-out split: {results['eval_tunes']} tunes. "
+        f"Held-out split: {first['eval_tunes']} tunes. "
         "Text->music retrieval (each tune's canonical text against all eval tunes):",
         "",
-        "| metric | model | random |",
-        "|---|---|---|",
-        f"| MRR | {r['mrr']:.4f} | {r['random_mrr']:.4f} ({r['mrr'] / r['random_mrr']:.1f}x) |",
-        *[f"| Hit@{k} | {r[f'hit@{k}']:.3f} | {r[f'random_hit@{k}']:.3f} |" for k in (1, 10, 100)],
+        f"| metric {head} random |",
+        f"|---{rule}---|",
+        _row(
+            "MRR",
+            runs,
+            lambda r: (
+                f"{r['retrieval']['mrr']:.4f} ({r['retrieval']['mrr'] / r['retrieval']['random_mrr']:.1f}x)"
+            ),
+            f"{first['retrieval']['random_mrr']:.4f}",
+        ),
+        *[
+            _row(
+                f"Hit@{k}",
+                runs,
+                lambda r, k=k: f"{r['retrieval'][f'hit@{k}']:.3f}",
+                f"{first['retrieval'][f'random_hit@{k}']:.3f}",
+            )
+            for k in (1, 10, 100)
+        ],
         "",
-        "Zero-shot classification (prompt templates and labels: runtime/search/labelsets.json):",
+        "Zero-shot classification: accuracy (x chance), macro-F1 (runtime/search/labelsets.json):",
         "",
-        "| task | n | labels | accuracy | macro-F1 | chance | majority acc. | majority F1 | majority label |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| task | n | labels {head} chance | majority acc. (label) |",
+        f"|---|---|---{rule}---|---|",
     ]
-    for name, z in results["zero_shot"].items():
+    for task, z in first["zero_shot"].items():
         lines.append(
-            f"| {name} | {z['n']} | {z['labels']} "
-            f"| {z['accuracy']:.3f} ({z['accuracy'] / z['chance']:.1f}x chance) "
-            f"| {z['macro_f1']:.3f} | {z['chance']:.3f} | {z['majority_accuracy']:.3f} "
-            f"| {z['majority_macro_f1']:.3f} | {z['majority_label']} |"
+            f"| {task} | {z['n']} | {z['labels']} | "
+            + " | ".join(_zero_shot_cell(r["zero_shot"].get(task)) for r in runs)
+            + f" | {z['chance']:.3f} | {z['majority_accuracy']:.3f} ({z['majority_label']}) |"
         )
+    variants = list(dict.fromkeys(v for r in runs for v in r.get("invariance", {})))
+    if variants:
+        pool = next(iter(first["invariance"].values()))["pool"] if first.get("invariance") else "?"
+        lines += [
+            "",
+            f"Invariance: the same held-out tune written differently; mean cosine to the tune as written, "
+            "and "
+            f"how often the variant finds its original first among the {pool} held-out tunes:",
+            "",
+            f"| variant | tunes {head}",
+            f"|---|---{rule}",
+        ]
+        for variant in variants:
+            cells = [r.get("invariance", {}).get(variant) for r in runs]
+            tunes = next(c["tunes"] for c in cells if c)
+            lines.append(
+                f"| {variant} | {tunes} | "
+                + " | ".join(f"{c['mean_cosine']:.3f} / {c['rank1']:.1%}" if c else "-" for c in cells)
+                + " |"
+            )
+    if first.get("classical"):
+        c = first["classical"]
+        lines += [
+            "",
+            f"Held-out classical works ({c['pieces']} scores of {c['works']} works, split by work):",
+            "",
+            f"| metric {head} chance |",
+            f"|---{rule}---|",
+            _row(
+                "text->music MRR",
+                runs,
+                lambda r: _classical(r, lambda h: f"{h['retrieval']['mrr']:.4f}"),
+                f"{c['retrieval']['random_mrr']:.4f}",
+            ),
+        ]
+        for task, z in c["zero_shot"].items():
+            lines.append(
+                _row(
+                    f"zero-shot {task} (n={z['n']}, {z['labels']} labels)",
+                    runs,
+                    lambda r, t=task: _classical(r, lambda h: _zero_shot_cell(h["zero_shot"].get(t))),
+                    f"{z['chance']:.3f}",
+                )
+            )
+    for collection, held in first.get("held_out_collections", {}).items():
+        lines += [
+            "",
+            f"Held-out collection {collection} ({held['tunes']} tunes, left out of training whole"
+            " where the model's training.json says so):",
+            "",
+            f"| metric {head} chance |",
+            f"|---{rule}---|",
+            _row(
+                "text->music MRR",
+                runs,
+                lambda r, c=collection: _held(r, c, lambda h: f"{h['retrieval']['mrr']:.4f}"),
+                f"{held['retrieval']['random_mrr']:.4f}",
+            ),
+        ]
+        for task, z in held["zero_shot"].items():
+            lines.append(
+                _row(
+                    f"zero-shot {task} (n={z['n']})",
+                    runs,
+                    lambda r, c=collection, t=task: _held(
+                        r, c, lambda h: _zero_shot_cell(h["zero_shot"].get(t))
+                    ),
+                    f"{z['chance']:.3f}",
+                )
+            )
     return "\n".join(lines) + "\n"
+
+
+def _row(label: str, runs: Sequence[dict], cell, last: str) -> str:
+    return f"| {label} | " + " | ".join(cell(r) for r in runs) + f" | {last} |"
+
+
+def _classical(run: dict, cell) -> str:
+    return cell(run["classical"]) if run.get("classical") else "-"
+
+
+def _held(run: dict, collection: str, cell) -> str:
+    held = run.get("held_out_collections", {}).get(collection)
+    return cell(held) if held else "-"
+
+
+def _zero_shot_cell(z: dict | None) -> str:
+    if not z:
+        return "-"
+    return f"{z['accuracy']:.3f} ({z['accuracy'] / z['chance']:.1f}x), F1 {z['macro_f1']:.3f}"
 
 
 def write_into_card(card: Path, table: str) -> None:

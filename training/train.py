@@ -1,8 +1,14 @@
 """Contrastive training of the default model: LiT (the pretrained text tower stays frozen; text_proj, the
-music tower and music_proj learn) on music21's ABC tunes with synthesised texts.
+music tower and music_proj learn) on music21's tunes with synthesised texts.
 
 Because the text tower is frozen, its pooled features for every training text are computed once (and
-cached), so an epoch costs only the music tower and two projections.
+cached, text by text), so an epoch costs only the music tower and two projections.
+
+Invariance (v2): each tune comes with *views*, the same music written differently (training/variants.py:
+textual rewrites and the cached MusicXML / MIDI round trips), patched through the family's preprocessing
+(the default family canonicalises first, so most textual rewrites patch identically and drop out). The
+text loss sees a random view; a music-music InfoNCE term pulls a tune's two views together against the
+other tunes of the batch, for the tunes that have a second view.
 """
 
 from __future__ import annotations
@@ -25,11 +31,15 @@ from exporter.checkpoint import TOKENIZER_FILE, init_model, pretrained_text_dir,
 from exporter.model import CLaMP
 from runtime.model.families import load_family
 from runtime.model.text import TextTokenizer
-from runtime.music.patching import prepare_music
+from runtime.music.profiles import profile_of
+from training import texts as folk_texts
 from training.batches import length_batches, pad_patches, pooled_text_features, resolve_device
-from training.corpus import load_corpus
+from training.classical import texts as classical_texts
+from training.classical.corpus import ClassicalPiece, load_classical
+from training.corpus import CorpusTune, load_corpus
 from training.describe import describe
-from training.texts import text_variants
+from training.roundtrip import DEFAULT_PER_SPLIT, build_cache, cache_file, chosen_tunes
+from training.variants import variants_of
 
 TRAINING_INFO = "training.json"
 
@@ -54,6 +64,13 @@ class TrainConfig:
     corpus_root: Path | None = None  # default: music21's bundled corpus
     init_temperature: float = 0.07
     music_overrides: dict = field(default_factory=dict)  # e.g. {"num_hidden_layers": 2} for tiny tests
+    # Collections never trained on: the leave-one-collection-out test of `clamp eval`.
+    held_out_collections: tuple[str, ...] = ("ryansMammoth",)
+    original_view: float = 0.5  # how often the text loss sees the tune as written (else a variant)
+    music_music_weight: float = 0.5  # the invariance term's weight (0: text loss only)
+    classical: bool = True  # also music21's classical scores (training/classical: converted once, cached)
+    # Tunes per side of the split whose MusicXML / MIDI round trips are made (None: none; slow, cached).
+    round_trips: dict[str, int] | None = field(default_factory=lambda: dict(DEFAULT_PER_SPLIT))
 
 
 @dataclass
@@ -61,40 +78,89 @@ class TrainingSet:
     """Training tunes as the model sees them: patches, and K text variants each as ids of unique texts."""
 
     ids: list[str]  # tune ids, row order
-    patches: list[np.ndarray]
+    views: list[list[np.ndarray]]  # per tune: its patches as written, then those of its distinct variants
     texts: list[str]  # unique texts
     variant_ids: np.ndarray  # [n_tunes, K] index into texts
 
 
-def build_training_set(config: TrainConfig, max_patches: int) -> TrainingSet:
-    """Patches and text variants of every training tune (never an eval tune)."""
-    tunes = [t for t in load_corpus(config.corpus_root, config.collections) if t.split == "train"]
-    tunes = tunes[: config.limit] if config.limit else tunes
+def training_tunes(config: TrainConfig) -> list[CorpusTune | ClassicalPiece]:
+    """The music trained on: the train side of both splits, without the held-out collections."""
+    tunes: list[CorpusTune | ClassicalPiece] = list(load_corpus(config.corpus_root, config.collections))
+    if config.classical and config.collections is None:
+        cache = {"cache_dir": config.cache_dir} if config.cache_dir else {}
+        tunes += load_classical(
+            config.corpus_root, progress=True, folk_keys={t.body_key for t in tunes}, **cache
+        )
+    tunes = [t for t in tunes if t.split == "train" and t.collection not in config.held_out_collections]
+    return tunes[: config.limit] if config.limit else tunes
+
+
+def training_texts(tune: CorpusTune | ClassicalPiece, count: int, seed: int) -> list[str]:
+    """`count` synthesised texts of a folk tune or a classical score, reproducible from the seed."""
+    if isinstance(tune, ClassicalPiece):
+        return classical_texts.text_variants(tune.facts, count, seed, tune.id)
+    return folk_texts.text_variants(describe(tune), count, seed, tune.id)
+
+
+def tune_views(abc: str, round_trips: dict | None, patchify) -> list[np.ndarray]:
+    """The tune's patches as written, then those of each variant that patches differently."""
+    views = [patchify(abc)]
+    seen = {views[0].tobytes()}
+    for variant in variants_of(abc, round_trips).values():
+        patches = patchify(variant)
+        if len(patches) > 1 and patches.tobytes() not in seen:
+            seen.add(patches.tobytes())
+            views.append(patches)
+    return views
+
+
+def _round_trips(config: TrainConfig) -> dict[str, dict[str, str | None]]:
+    """The round trips of the fixed sample of tunes (roundtrip.DEFAULT_PER_SPLIT), made once and cached."""
+    if config.cache_dir is None or config.round_trips is None:
+        return {}
+    sample = chosen_tunes(load_corpus(config.corpus_root, config.collections), config.round_trips)
+    found = build_cache(sample, cache_file(config.cache_dir))
+    return {t.id: found[t.id] for t in sample}
+
+
+def build_training_set(config: TrainConfig, family: dict) -> TrainingSet:
+    """Views and text variants of every training tune (never an eval tune)."""
+    tunes = training_tunes(config)
+    profile, max_patches = profile_of(family), family["music"]["max_patches"]
+    round_trips = _round_trips(config)
     unique: dict[str, int] = {}
     variant_ids = np.zeros((len(tunes), config.variants), dtype=np.int64)
-    for row, tune in enumerate(tunes):
-        for k, text in enumerate(text_variants(describe(tune), config.variants, config.seed, tune.id)):
+    views = []
+    for row, tune in enumerate(tqdm(tunes, desc="patching views", unit="tune")):
+        for k, text in enumerate(training_texts(tune, config.variants, config.seed)):
             variant_ids[row, k] = unique.setdefault(text, len(unique))
-    patches = [prepare_music(t.abc, max_patches) for t in tunes]
-    return TrainingSet(
-        ids=[t.id for t in tunes], patches=patches, texts=list(unique), variant_ids=variant_ids
-    )
+        views.append(
+            tune_views(tune.abc, round_trips.get(tune.id), lambda a: profile.abc_patches(a, max_patches))
+        )
+    return TrainingSet(ids=[t.id for t in tunes], views=views, texts=list(unique), variant_ids=variant_ids)
 
 
 def cached_text_features(
     model: CLaMP, tokenizer: TextTokenizer, texts: list[str], family: dict, config: TrainConfig
 ) -> np.ndarray:
-    """Frozen text-tower features of the texts, from the cache when the same texts were encoded before."""
-    key = hashlib.sha256(json.dumps([family["text"], texts]).encode()).hexdigest()[:20]
-    path = config.cache_dir / f"text-features-{key}.npy" if config.cache_dir else None
+    """Frozen text-tower features of the texts; texts encoded by an earlier run come from the cache."""
+    key = hashlib.sha256(json.dumps(family["text"]).encode()).hexdigest()[:20]
+    path = config.cache_dir / f"text-features-{key}.npz" if config.cache_dir else None
+    known: dict[str, np.ndarray] = {}
     if path and path.is_file():
-        return np.load(path)
-    print(f"encoding {len(texts)} unique training texts with the frozen text tower (cached afterwards)")
-    features = pooled_text_features(model, tokenizer, texts, next(model.parameters()).device)
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, features)
-    return features
+        with np.load(path) as cached:
+            known = dict(zip(json.loads(str(cached["texts"])), cached["features"], strict=True))
+    missing = [t for t in texts if t not in known]
+    if missing:
+        print(f"encoding {len(missing)} new training texts with the frozen text tower (cached afterwards)")
+        encoded = pooled_text_features(model, tokenizer, missing, next(model.parameters()).device)
+        known.update(zip(missing, encoded, strict=True))
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, texts=json.dumps(list(known)), features=np.stack(list(known.values())))
+            tmp.replace(path)
+    return np.stack([known[t] for t in texts])
 
 
 def contrastive_loss(
@@ -105,6 +171,29 @@ def contrastive_loss(
     same = (text_ids[:, None] == text_ids[None, :]).float()
     targets = same / same.sum(dim=1, keepdim=True)
     return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets))
+
+
+def music_music_loss(first: torch.Tensor, second: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE between two views of the same tunes: row i of each is the same music."""
+    logits = logit_scale.exp() * F.normalize(first, dim=-1) @ F.normalize(second, dim=-1).t()
+    targets = torch.arange(len(first), device=first.device)
+    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets))
+
+
+def pick_views(
+    views: list[list[np.ndarray]], batch: np.ndarray, rng: np.random.Generator, original: float
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Per tune of a batch: the view the text loss sees; for tunes with variants, also a second view."""
+    first, second, paired = [], [], []
+    for row, i in enumerate(batch):
+        options = views[i]
+        a = 0 if len(options) == 1 or rng.random() < original else int(rng.integers(1, len(options)))
+        first.append(options[a])
+        if len(options) > 1:
+            b = int(rng.integers(0, len(options) - 1))
+            second.append(options[b + (b >= a)])
+            paired.append(row)
+    return first, second, np.asarray(paired, dtype=np.int64)
 
 
 def trainable_parameters(model: CLaMP) -> list[torch.nn.Parameter]:
@@ -148,7 +237,7 @@ def train(config: TrainConfig) -> dict:
     tokenizer = TextTokenizer.from_file(
         pretrained_text_dir(family) / TOKENIZER_FILE, text["max_tokens"], text["pad_token_id"]
     )
-    data = build_training_set(config, family["music"]["max_patches"])
+    data = build_training_set(config, family)
     model.eval()
     features = torch.from_numpy(cached_text_features(model, tokenizer, data.texts, family, config)).to(device)
     model.train()
@@ -157,7 +246,7 @@ def train(config: TrainConfig) -> dict:
     params = trainable_parameters(model)
     optimizer = _optimizer(params, logit_scale, config)
     rng = np.random.default_rng(config.seed)
-    lengths = [len(p) for p in data.patches]
+    lengths = [len(v[0]) for v in data.views]
     steps_per_epoch = math.ceil(len(lengths) / config.batch_size)
     total = config.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -171,9 +260,18 @@ def train(config: TrainConfig) -> dict:
                 text_ids = torch.from_numpy(
                     data.variant_ids[batch, rng.integers(0, config.variants, len(batch))]
                 ).to(device)
-                ids, mask = pad_patches([data.patches[i] for i in batch])
+                first, second, paired = pick_views(data.views, batch, rng, config.original_view)
+                use_pairs = config.music_music_weight > 0 and len(paired) > 1
+                ids, mask = pad_patches(first + second if use_pairs else first)
                 music = model.encode_music(ids.to(device), mask.to(device))
-                loss = contrastive_loss(model.text_proj(features[text_ids]), music, logit_scale, text_ids)
+                loss = contrastive_loss(
+                    model.text_proj(features[text_ids]), music[: len(batch)], logit_scale, text_ids
+                )
+                if use_pairs:
+                    pairs = music_music_loss(
+                        music[torch.from_numpy(paired)], music[len(batch) :], logit_scale
+                    )
+                    loss = loss + config.music_music_weight * pairs
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -190,6 +288,8 @@ def train(config: TrainConfig) -> dict:
     summary = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         "train_tunes": len(lengths),
+        "tunes_with_variants": sum(len(v) > 1 for v in data.views),
+        "views": sum(len(v) for v in data.views),
         "unique_texts": len(data.texts),
         "epoch_losses": epoch_losses,
         "logit_scale": float(logit_scale.detach().exp()),

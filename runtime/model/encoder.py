@@ -11,9 +11,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from runtime.model.cpu import fast_int8_flags
 from runtime.model.modeldir import (
     GRAPH_INPUTS,
     GRAPH_OUTPUTS,
+    INT8_SCHEME,
     PRECISIONS,
     ModelDirError,
     encoder_file,
@@ -42,20 +44,32 @@ def resolve_provider(provider: str) -> str:
     return provider
 
 
-# "auto" per provider. CPU stays fp32: dynamic int8 quantises activations per batch, so a vector would
-# shift (cosine ~1e-4) with whatever shares its batch, and a zero-shot score would differ from the
-# same text's search score. `precision="int8"` trades that for 1.6x faster text queries and 1.2-1.6x
-# faster music embedding at -0.9% held-out MRR (BENCHMARKS.md).
-AUTO_PRECISIONS = {"cuda": "fp16", "cpu": "fp32"}
+def auto_precision(provider: str, tower: str, manifest: dict[str, Any]) -> str:
+    """What "auto" runs: fp16 on CUDA; on CPU int8 where the CPU has VNNI/AMX and the export's int8 gate
+    passed this tower (static scales: bit-identical vectors whatever the batch), else fp32.
+
+    Dynamic int8 (older exports, no gate record) is never chosen: it quantises activations per batch, so
+    a vector shifts (cosine ~1e-4) with its batch-mates. On AVX2 alone int8 gains only 1.6-2x.
+    """
+    if provider == "cuda":
+        return "fp16"
+    record = manifest.get("int8", {})
+    passed = record.get("scheme") == INT8_SCHEME and record.get(tower, {}).get("passed") is True
+    return "int8" if passed and fast_int8_flags() else "fp32"
 
 
-def resolve_precisions(model_dir: Path, provider: str, precision: str) -> dict[str, str]:
-    """Precision per tower ("auto": AUTO_PRECISIONS); a variant the export dropped -> fp32."""
+def resolve_precisions(
+    model_dir: Path, provider: str, precision: str, manifest: dict[str, Any]
+) -> dict[str, str]:
+    """Precision per tower ("auto": auto_precision); a variant the export dropped -> fp32."""
     if precision != "auto" and precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; use auto, {', '.join(PRECISIONS)}")
-    wanted = AUTO_PRECISIONS[provider] if precision == "auto" else precision
+    wanted = {
+        tower: auto_precision(provider, tower, manifest) if precision == "auto" else precision
+        for tower in GRAPH_INPUTS
+    }
     return {
-        tower: wanted if (model_dir / encoder_file(tower, wanted)).is_file() else "fp32"
+        tower: wanted[tower] if (model_dir / encoder_file(tower, wanted[tower])).is_file() else "fp32"
         for tower in GRAPH_INPUTS
     }
 
@@ -123,7 +137,7 @@ class Encoder:
         self.profile = PROFILES[self.config["music"]["preprocessing"]]
         self.text_windows: bool = self.config["text"].get("long_texts") == "segment-average"
         self.provider = provider
-        self.precisions = resolve_precisions(model_dir, provider, precision)
+        self.precisions = resolve_precisions(model_dir, provider, precision, manifest)
         self.threads = threads
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._tokenizer: TextTokenizer | None = None

@@ -17,6 +17,9 @@ MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
 TOWERS = ("text", "music")
 PRECISIONS = ("fp32", "fp16", "int8")
+# The int8 graphs `auto` may select: static quantisation (fixed activation scales) and the export's int8
+# gate, recorded per tower under manifest["int8"] (exporter/quantize.py, exporter/int8gate.py).
+INT8_SCHEME = "static-qdq-minmax/1"
 
 # Graph inputs and outputs. Output names are distinctive on purpose (a graph output called "embedding"
 # collides with an internal name in the dynamo exporter). "*_vector" is L2-normalised; "*_projection"

@@ -4,6 +4,8 @@ A family's config names its profile (`"preprocessing": "m3-clamp3"`; CLaMP 1 fam
 and are `clamp1`); callers ask the profile and never branch on a family name.
 
 - `clamp1`: CLaMP 1 bar patches (CLaMP's ABC filter, ids 0..97, one EOS patch, head truncation).
+- `clamp1-canonical`: the same patches of the tune in one spelling (runtime/music/canonical.py): our default
+  model, which must embed a MusicXML or MIDI upload like the ABC it came from.
 - `m3-clamp2`, `m3-clamp3`: M3 patches of interleaved ABC, or of MTF for MIDI read natively (ids 0..127,
   per-patch BOS/EOS, BOS and EOS frame patches, never truncated: long pieces are windowed and averaged).
 """
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.music import m3, patching
+from runtime.music.canonical import canonical_abc
 from runtime.music.interleave import interleave_abc
 from runtime.music.mtf import MTF_DROPPED, midi_to_mtf
 
@@ -82,6 +85,15 @@ PROFILES: dict[str, Profile] = {
         n_classes=patching.N_CLASSES,
         xml2abc="clamp1",
         model_text=patching.clean_abc,
+        patchilize=patching.patchilize,
+        decode=patching.decode_patches,
+        frame_label=patching.frame_label,
+    ),
+    "clamp1-canonical": Profile(
+        name="clamp1-canonical",
+        n_classes=patching.N_CLASSES,
+        xml2abc="clamp1",
+        model_text=lambda abc: canonical_abc(patching.clean_abc(abc)),
         patchilize=patching.patchilize,
         decode=patching.decode_patches,
         frame_label=patching.frame_label,

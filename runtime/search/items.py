@@ -9,6 +9,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,10 @@ CREATE TABLE items (
     {", ".join(f'"{c}" TEXT' for c in CANONICAL_FIELDS)}, meta TEXT, abc TEXT
 )"""
 _CREATE_INDEXES = "".join(f'CREATE INDEX items_{c} ON items("{c}" COLLATE NOCASE);' for c in FILTER_COLUMNS)
+# Keyword answers kept per open index (by query, k and filter): an index never changes once built, and the
+# few phrases most users type ("a reel in D") cost 5-40 ms of bm25 ranking each time on 13k items.
+KEYWORD_CACHE_SIZE = 2048
+KEYWORD_CACHE_ENV = "CLAMP_KEYWORD_CACHE"  # entries per open index; 0 turns the cache off
 # SQLite's words for a statement beyond its limits (expression depth, terms, variables), not for damage.
 _TOO_COMPLEX = re.compile(r"too (large|many|big|complex)|stack overflow", re.IGNORECASE)
 
@@ -93,6 +98,8 @@ class ItemStore:
             raise FileNotFoundError(f"{path} is missing: rebuild the index with `clamp index build`")
         self.path = path
         self._local = threading.local()
+        size = int(os.environ.get(KEYWORD_CACHE_ENV, KEYWORD_CACHE_SIZE))
+        self._keyword_search = lru_cache(maxsize=size)(self._uncached_keyword_search)
         with self._reading():  # the header and schema: most damage shows here, at open, not mid-query
             self._conn().execute("SELECT label, id, meta, abc FROM items LIMIT 1").fetchall()
             columns = {row[1] for row in self._conn().execute("PRAGMA table_info(items)")}
@@ -158,8 +165,17 @@ class ItemStore:
         self, query: str, k: int, tree: Filter | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The k best items for a text query (labels, bm25, parts of the query matched; keyword.search)."""
+        where, params = where_sql(tree)
+        return self._keyword_search(query, k, where, tuple(params))
+
+    def _uncached_keyword_search(
+        self, query: str, k: int, where: str, params: tuple
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self._reading():
-            return keyword.search(self._conn(), query, k, *where_sql(tree))
+            found = keyword.search(self._conn(), query, k, where, list(params))
+        for array in found:
+            array.flags.writeable = False  # shared by every caller of the cache
+        return found
 
     def label_of(self, item_id: str) -> int | None:
         with self._reading():

@@ -91,8 +91,8 @@ def is_public(path: str) -> bool:
     help="Model dir [default: the index's model, else $CLAMP_MODEL, else build/model].",
 )
 @precision_option(
-    "Encoder graphs. auto: fp16 on CUDA, fp32 on CPU. int8: ~1.6x faster text queries on CPU; a "
-    "text's vector then varies ~1e-4 in cosine with its batch-mates (zero-shot prompts)."
+    "Encoder graphs. auto: fp16 on CUDA; on CPU int8 per tower where the CPU has VNNI/AMX and the "
+    "export's int8 gate passed, else fp32. int8: static scales, vectors independent of batch-mates."
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=InRange(PORT), default=8000, show_default=True)
