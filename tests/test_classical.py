@@ -2,17 +2,24 @@
 
 import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import pytest
 
 from training.analysis import Key
-from training.classical.convert import Converted, build_cache, convert_file, score_files
+from training.classical.convert import (
+    MAX_FILES_PER_FOLDER,
+    Converted,
+    build_cache,
+    convert_file,
+    read_cache,
+    score_files,
+)
 from training.classical.corpus import MIN_HELD_OUT, MIN_WORKS, held_out_works, pieces_from
 from training.classical.facts import describe_piece, label_texts, tempo_mark_of
 from training.classical.music import leaked_words, model_abc, part_name, performance_mark
 from training.classical.texts import canonical_text, fields, text_variants
-from training.classical.works import work_of
+from training.classical.works import mass_part_of, work_of
 from training.corpus import music21_corpus_dir
 
 ROOT = music21_corpus_dir()
@@ -45,7 +52,11 @@ def test_score_files_keep_one_file_per_score():
     assert not any(
         f.startswith(("demos/", "theoryExercises/")) or "_old." in f or "_bak." in f for f in files
     )
-    assert {"palestrina/Agnus_01.krn", "bach/bwv66.6.mxl", "monteverdi/madrigal.3.1.mxl"} <= files
+    assert {"palestrina/Agnus.krn", "bach/bwv66.6.mxl", "monteverdi/madrigal.3.1.mxl"} <= files
+    folders = Counter(f.split("/")[0] for f in files)
+    assert max(folders.values()) <= MAX_FILES_PER_FOLDER and folders["monteverdi"] == 48
+    palestrina = {mass_part_of(f) for f in files if f.startswith("palestrina/")}
+    assert palestrina == {"Kyrie", "Gloria", "Credo", "Sanctus", "Benedictus", "Agnus Dei"}  # every movement
 
 
 def test_every_kind_of_file_converts_to_abc(converted):
@@ -211,3 +222,6 @@ def test_cache_is_reused(tmp_path):
     assert json.loads(cache.read_text())["source"] == "bach/bwv66.6.mxl"
     again, seconds = build_cache(root, tmp_path / "cache", workers=1, progress=False)
     assert again == records and seconds == 0.0
+    with cache.open("a") as out:
+        out.write('{"source": "bach/bwv1.6.mxl", "ab')  # a run killed mid-write
+    assert read_cache(cache) == {"bach/bwv66.6.mxl": records[0]}

@@ -164,13 +164,19 @@ def cache_path(cache_dir: Path = CACHE_DIR) -> Path:
     return cache_dir / f"classical-{versions}.jsonl"
 
 
-def _read_cache(path: Path) -> dict[str, Converted]:
+def read_cache(path: Path) -> dict[str, Converted]:
+    """The conversions a cache file holds, by source; a line torn by an interrupted run is skipped (and its
+    file converted again)."""
     if not path.exists():
         return {}
-    records = (
-        Converted(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line
-    )
-    return {record.source: record for record in records}
+    records = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = Converted(**json.loads(line))
+        except (json.JSONDecodeError, TypeError):
+            continue
+        records[record.source] = record
+    return records
 
 
 def _convert_all(files: list[Path], root: Path, workers: int) -> Iterator[Converted]:
@@ -193,7 +199,7 @@ def build_cache(
     from tqdm import tqdm
 
     path = cache_path(cache_dir)
-    done = _read_cache(path)
+    done = read_cache(path)
     files = score_files(root)
     todo = [f for f in files if f.relative_to(root).as_posix() not in done]
     start = time.perf_counter()
