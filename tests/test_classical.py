@@ -2,17 +2,24 @@
 
 import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import pytest
 
 from training.analysis import Key
-from training.classical.convert import Converted, build_cache, convert_file, score_files
+from training.classical.convert import (
+    MAX_FILES_PER_FOLDER,
+    Converted,
+    build_cache,
+    convert_file,
+    read_cache,
+    score_files,
+)
 from training.classical.corpus import MIN_HELD_OUT, MIN_WORKS, held_out_works, pieces_from
-from training.classical.facts import describe_piece
+from training.classical.facts import describe_piece, label_texts, tempo_mark_of
 from training.classical.music import leaked_words, model_abc, part_name, performance_mark
 from training.classical.texts import canonical_text, fields, text_variants
-from training.classical.works import work_of
+from training.classical.works import mass_part_of, work_of
 from training.corpus import music21_corpus_dir
 
 ROOT = music21_corpus_dir()
@@ -45,7 +52,11 @@ def test_score_files_keep_one_file_per_score():
     assert not any(
         f.startswith(("demos/", "theoryExercises/")) or "_old." in f or "_bak." in f for f in files
     )
-    assert {"palestrina/Agnus_01.krn", "bach/bwv66.6.mxl", "monteverdi/madrigal.3.1.mxl"} <= files
+    assert {"palestrina/Agnus.krn", "bach/bwv66.6.mxl", "monteverdi/madrigal.3.1.mxl"} <= files
+    folders = Counter(f.split("/")[0] for f in files)
+    assert max(folders.values()) <= MAX_FILES_PER_FOLDER and folders["monteverdi"] == 48
+    palestrina = {mass_part_of(f) for f in files if f.startswith("palestrina/")}
+    assert palestrina == {"Kyrie", "Gloria", "Credo", "Sanctus", "Benedictus", "Agnus Dei"}  # every movement
 
 
 def test_every_kind_of_file_converts_to_abc(converted):
@@ -72,15 +83,7 @@ def test_a_bad_file_is_a_recorded_failure(tmp_path):
 def test_no_label_reaches_the_model(converted):
     for source, record in converted.items():
         facts = describe_piece(source, model_abc(record.abc), record.fields)
-        texts = [
-            facts.composer,
-            facts.genre,
-            facts.title or "",
-            facts.movement or "",
-            facts.era or "",
-            "menuetto",
-        ]
-        assert leaked_words(model_abc(record.abc), texts) == [], source
+        assert leaked_words(model_abc(record.abc), [*label_texts(facts), "Menuetto"]) == [], source
     assert leaked_words(converted["bach/bwv371.mxl"].abc, ["Kyrie"]) == ["kyrie"]  # the raw ABC has it
     assert leaked_words(converted["haydn/opus1no1/movement2.mxl"].abc, ["Menuetto"]) == ["menuetto"]
 
@@ -103,8 +106,8 @@ def test_works_of_real_paths():
     chorale = work_of("bach/bwv277.krn", {})
     assert (chorale.genre, chorale.title, chorale.movement) == (
         "chorale",
-        "Christ lag in Todesbanden",
-        "BWV 277",
+        "Christ lag in Todesbanden, BWV 277",
+        None,
     )
     mass = work_of("palestrina/Agnus_II_03.krn", {"misc:humdrum:OPR": "Missa Brevis"})
     assert (mass.key, mass.genre, mass.movement) == ("palestrina/missa brevis", "mass movement", "Agnus Dei")
@@ -163,7 +166,16 @@ def test_facts_texts_and_labels(converted):
     assert (facts.composer, facts.era, facts.key, facts.genre) == (
         "Johann Sebastian Bach", "Baroque", Key("F#", "minor"), "chorale"
     )  # fmt: skip
-    assert facts.tempo_mark is None
+    assert facts.tempo_mark is None and facts.form is None
+    minuet = converted["haydn/opus1no1/movement2.mxl"]
+    facts = describe_piece(minuet.source, model_abc(minuet.abc), minuet.fields)
+    assert (facts.genre, facts.form, facts.movement, facts.composer) == (
+        "string quartet", "minuet", "second movement", "Joseph Haydn"
+    )  # fmt: skip
+    assert "minuet" in fields(facts) and "string quartet" in canonical_text(facts)
+    assert tempo_mark_of(["cresc.", "Finale. Presto"]) == ("Presto", "fast")
+    assert tempo_mark_of(["Allegro ma non tanto"]) == ("Allegro ma non tanto", "lively")
+    assert tempo_mark_of(["Tenor Et in terra pax"]) == (None, None)
 
 
 def test_split_by_work_holds_out_works_of_every_big_composer():
@@ -210,3 +222,6 @@ def test_cache_is_reused(tmp_path):
     assert json.loads(cache.read_text())["source"] == "bach/bwv66.6.mxl"
     again, seconds = build_cache(root, tmp_path / "cache", workers=1, progress=False)
     assert again == records and seconds == 0.0
+    with cache.open("a") as out:
+        out.write('{"source": "bach/bwv1.6.mxl", "ab')  # a run killed mid-write
+    assert read_cache(cache) == {"bach/bwv66.6.mxl": records[0]}

@@ -3,8 +3,8 @@
 MusicXML/MXL goes through the project's reader (runtime.music.formats.read_tunes: xml2abc with CLaMP's flags,
 in the guarded converter child). Humdrum has no reader of ours: music21 parses it and writes MusicXML, which
 then takes the same path; so does a MusicXML file xml2abc fails on (music21 rewrites it more regularly).
-Conversion is slow (minutes), so its results go to a JSONL cache named by music21's and this converter's
-versions; everything derived from them (texts, labels, split) is recomputed on load, in seconds.
+Conversion is slow (minutes), so its results go to a JSONL cache named by the versions of music21, xml2abc
+and this converter; everything derived from them (texts, labels, split) is recomputed on load, in seconds.
 """
 
 from __future__ import annotations
@@ -158,17 +158,25 @@ def convert_file(path: Path, root: Path) -> Converted:
 
 
 def cache_path(cache_dir: Path = CACHE_DIR) -> Path:
-    """The cache file for this music21 and this converter: another version of either gets a fresh cache."""
-    return cache_dir / f"classical-music21-{version('music21')}-conv{CONVERTER_VERSION}.jsonl"
+    """The cache file for these music21 and xml2abc (abctoolkit) versions and this converter: another version
+    of any of them gets a fresh cache."""
+    versions = f"music21-{version('music21')}-abctoolkit-{version('abctoolkit')}-conv{CONVERTER_VERSION}"
+    return cache_dir / f"classical-{versions}.jsonl"
 
 
-def _read_cache(path: Path) -> dict[str, Converted]:
+def read_cache(path: Path) -> dict[str, Converted]:
+    """The conversions a cache file holds, by source; a line torn by an interrupted run is skipped (and its
+    file converted again)."""
     if not path.exists():
         return {}
-    records = (
-        Converted(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line
-    )
-    return {record.source: record for record in records}
+    records = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = Converted(**json.loads(line))
+        except (json.JSONDecodeError, TypeError):
+            continue
+        records[record.source] = record
+    return records
 
 
 def _convert_all(files: list[Path], root: Path, workers: int) -> Iterator[Converted]:
@@ -191,7 +199,7 @@ def build_cache(
     from tqdm import tqdm
 
     path = cache_path(cache_dir)
-    done = _read_cache(path)
+    done = read_cache(path)
     files = score_files(root)
     todo = [f for f in files if f.relative_to(root).as_posix() not in done]
     start = time.perf_counter()
