@@ -95,8 +95,8 @@ class ItemStore:
         self._local = threading.local()
         with self._reading():  # the header and schema: most damage shows here, at open, not mid-query
             self._conn().execute("SELECT label, id, meta, abc FROM items LIMIT 1").fetchall()
-            columns = {row[1] for row in self._conn().execute("PRAGMA table_info(items)")}
-        if missing := [c for c in ITEM_COLUMNS if c not in columns]:
+            self.column_types = {row[1]: row[2] for row in self._conn().execute("PRAGMA table_info(items)")}
+        if missing := [c for c in ITEM_COLUMNS if c not in self.column_types]:
             raise ValueError(
                 f"{path} has no {', '.join(missing)} column (an index built by an older clamp): rebuild the "
                 "index with `clamp index build` (its shards need no re-embedding)"
@@ -132,6 +132,17 @@ class ItemStore:
         with self._reading():
             rows = self._conn().execute(f"SELECT label FROM items WHERE {where} ORDER BY label", params)
             return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def column(self, name: str, count: int) -> list[Any]:
+        """A filter column's values of every item, in label order (labels run 0..count-1)."""
+        with self._reading():
+            values = [row[0] for row in self._conn().execute(f'SELECT "{name}" FROM items ORDER BY label')]
+        if len(values) != count:
+            raise DamagedIndexError(
+                f"{self.path.name} in {self.path.parent} holds {len(values)} items, the index "
+                f"{count}; {REBUILD}"
+            )
+        return values
 
     def facet(self, tree: Filter | None, name: str, top: int) -> list[tuple[str, int]]:
         """The `top` commonest values of a field among the items passing a filter, with their counts.
