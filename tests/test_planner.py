@@ -32,23 +32,23 @@ def data() -> tuple[hnswlib.Index, np.ndarray, np.ndarray, np.ndarray]:
 
 def test_few_passing_items_are_scored_exactly_and_many_are_over_fetched_or_walked(monkeypatch):
     total, k = 1_000_000, 10
-    assert planner.choose(planner.EXACT_MAX, total, k) == planner.EXACT
+    assert planner.choose(k, total, k) == planner.EXACT  # never walk for no more items than asked for
+    assert planner.choose(1000, total, k) == planner.EXACT
     assert planner.choose(total // 2, total, k) == planner.OVERFETCH
     assert planner.fetch_size(total // 2, total, k) == k * planner.OVERFETCH_MARGIN * 2
-    assert planner.fetch_size(total, total, k) == k * planner.OVERFETCH_MARGIN
     assert planner.fetch_size(1, 100, 10) == 100  # never more than the whole graph
-    monkeypatch.setattr(planner, "EXACT_MAX", 0)
-    too_wide = int(k * planner.OVERFETCH_MARGIN * total / planner.FETCH_MAX) - 1
-    assert planner.choose(too_wide, total, k) == planner.WALK
-    assert planner.choose(k, total, k) == planner.EXACT  # never walk for fewer items than asked for
+    assert planner.fallback(1000, total, k) == planner.EXACT  # a walk would ask the mask too often
+    assert planner.fallback(total // 2, total, k) == planner.WALK
+    monkeypatch.setattr(planner, "FETCH_COST", 10**6)  # were over-fetching dear, wide filters would walk
+    assert planner.choose(total // 2, total, k) == planner.WALK
+    assert planner.choose(1000, total, k) == planner.EXACT
 
 
 @pytest.mark.parametrize("share", [0.001, 0.01, 0.05, 0.2, 0.5, 0.9])
 @pytest.mark.parametrize("tied_to_vectors", [False, True], ids=["independent", "by-cluster"])
 def test_recall_against_exact_filtered_search_at_every_selectivity(data, monkeypatch, share, tied_to_vectors):
     graph, vectors, cluster, queries = data
-    monkeypatch.setattr(planner, "EXACT_MAX", 50)  # this small graph then takes every way the planner has
-    monkeypatch.setattr(planner, "FETCH_MAX", 600)
+    monkeypatch.setattr(planner, "WALK_CALLS", 30)  # this small graph then takes every way the planner has
     rng = np.random.default_rng(int(share * 1000))
     if tied_to_vectors:  # a filter that whole neighbourhoods pass or fail, as tune types do
         passing = np.isin(cluster, rng.permutation(CLUSTERS)[: max(1, round(share * CLUSTERS))])
@@ -63,10 +63,15 @@ def test_recall_against_exact_filtered_search_at_every_selectivity(data, monkeyp
         found.scores[found.labels == truth], truth_scores[found.labels == truth], atol=1e-5
     )
     assert (np.diff(found.scores, axis=1) <= 1e-6).all()  # best first
-    expected = {planner.choose(int(passing.sum()), ITEMS, 10)}
-    if expected == {planner.OVERFETCH} and tied_to_vectors:
-        expected.add(planner.WALK)  # queries near failing clusters find too few passing neighbours
-    assert set(found.how) <= expected | {planner.EXACT}
+    first = planner.choose(int(passing.sum()), ITEMS, 10)
+    expected = {first, planner.EXACT}  # a walk left short is scored exactly
+    if first == planner.OVERFETCH:  # queries near failing clusters find too few passing neighbours
+        expected.add(planner.fallback(int(passing.sum()), ITEMS, 10))
+    assert set(found.how) <= expected
+    if tied_to_vectors and share == 0.5:
+        assert set(found.how) == {planner.OVERFETCH, planner.WALK}  # every way is tested
+    if share == 0.001:
+        assert set(found.how) == {planner.EXACT}
 
 
 def test_no_passing_item_gives_empty_rows_and_few_give_all_of_them(data):

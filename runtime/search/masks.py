@@ -28,7 +28,7 @@ MASK_CACHE_SIZE = 32  # whole-filter masks kept (1 byte an item each): search pa
 
 @dataclass(frozen=True)
 class _Column:
-    codes: np.ndarray  # int32 [items]: the item's value's row in the column's table of distinct values
+    codes: np.ndarray  # [items]: the row of the item's value in the column's table of distinct values
     distinct: int
 
 
@@ -88,7 +88,8 @@ class FilterMasks:
         codes_of: dict[object, int] = {}
         values = self.items.column(name, self.count)
         codes = np.fromiter((codes_of.setdefault(v, len(codes_of)) for v in values), np.int32, self.count)
-        column = _Column(codes, len(codes_of)) if len(codes_of) <= MAX_DISTINCT else None
+        small = codes.astype(np.min_scalar_type(len(codes_of)))  # uint8 codes: a quarter of the memory reads
+        column = _Column(small, len(codes_of)) if len(codes_of) <= MAX_DISTINCT else None
         with self._lock:
             if name not in self._columns and column is not None:
                 kind = self.items.column_types[name]  # the items table's type, so the same affinity

@@ -1,13 +1,14 @@
 """The filter planner: a filtered top-k query answered the cheapest way that still finds the filtered top k.
 
 Its inputs are one graph, its vectors and a boolean mask of the items that pass (runtime.search.masks),
-so a segmented index calls it once per segment. The mask's count decides, per query batch:
-- few items pass (EXACT_MAX at most): score them all, gathered from the (memory-mapped) matrix;
-- otherwise over-fetch: walk the graph unfiltered for the k / selectivity * OVERFETCH_MARGIN nearest and
-  keep those that pass: if k of them pass, they are the filtered top k (no passing item is nearer);
-- queries that over-fetching left short (the filter rejects their whole neighbourhood), or whose
-  over-fetch would exceed FETCH_MAX, walk the graph with the filter (hnswlib asks the mask per item);
-- and a walk that finds fewer than k passing items falls back to exact search over them.
+so a segmented index calls it once per segment. From the mask's count it estimates the cost of
+- exact: score every passing item, gathered from the (memory-mapped) matrix;
+- over-fetch: walk the graph unfiltered for the k / selectivity * OVERFETCH_MARGIN nearest and keep those
+  that pass: when k of them pass they are the filtered top k (no passing item is nearer);
+- walk: walk the graph with the filter (hnswlib asks the mask about each item it reaches),
+and takes the cheapest. Queries an over-fetch leaves short (the filter rejects their whole
+neighbourhood, as a tune type does) take the cheaper of the other two; a walk that finds fewer than k
+passing items falls back to exact search.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from runtime.search.hits import exact_top_k
 EXACT = "exact"
 OVERFETCH = "overfetch"
 WALK = "walk"
-# Exact search over the passing items up to this many: a gather and a matrix product (BENCHMARKS.md).
-EXACT_MAX = 30_000
-# An over-fetch asks for this many times the items that would hold k passing ones at the filter's
-# selectivity, and is tried up to FETCH_MAX items (the graph's cost grows with the items asked for).
+# Costs in units of one passing item scored exactly, measured at 1M items (BENCHMARKS.md, "Filtered
+# search"): per neighbour an unfiltered walk returns (hnswlib's cost grows with the k asked for), and per
+# mask call of a filtered walk (a trip into Python), which makes about WALK_CALLS / selectivity calls.
+FETCH_COST = 10
+CALL_COST = 12
+WALK_CALLS = 200
 OVERFETCH_MARGIN = 3.0
-FETCH_MAX = 2_000
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,27 @@ def fetch_size(passing: int, total: int, k: int) -> int:
     return min(total, math.ceil(k * OVERFETCH_MARGIN * total / passing))
 
 
+def costs(passing: int, total: int, k: int) -> dict[str, float]:
+    """Each way's estimated cost for one query, in items scored exactly."""
+    return {
+        EXACT: passing,
+        OVERFETCH: FETCH_COST * fetch_size(passing, total, k),
+        WALK: CALL_COST * WALK_CALLS * total / passing,
+    }
+
+
 def choose(passing: int, total: int, k: int) -> str:
     """How a query batch is answered first, from the count of passing items."""
-    if passing <= max(EXACT_MAX, k):
+    if passing <= k:
         return EXACT
-    return OVERFETCH if fetch_size(passing, total, k) <= FETCH_MAX else WALK
+    cost = costs(passing, total, k)
+    return min(cost, key=cost.__getitem__)
+
+
+def fallback(passing: int, total: int, k: int) -> str:
+    """How queries that an over-fetch left short are answered: the cheaper of a walk and exact search."""
+    cost = costs(passing, total, k)
+    return EXACT if cost[EXACT] <= cost[WALK] else WALK
 
 
 def search(
@@ -62,15 +80,10 @@ def search(
     queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
     total, count = len(passing), int(np.count_nonzero(passing))
     k = min(k, count)
-    how = choose(count, total, k)
-    if how == EXACT or k == 0:
-        labels, scores = exact(vectors, passing, queries, k)
-        return Found(labels, scores, (EXACT,) * len(queries))
     labels = np.zeros((len(queries), k), dtype=np.int64)
     scores = np.zeros((len(queries), k), dtype=np.float32)
-    answered = np.full(len(queries), how, dtype=object)
-    short = np.arange(len(queries))
-    if how == OVERFETCH:
+    answered = np.full(len(queries), choose(count, total, k), dtype=object)
+    if answered[0] == OVERFETCH:
         near, distances = graph.knn_query(
             queries, k=fetch_size(count, total, k), num_threads=_threads(queries)
         )
@@ -79,15 +92,15 @@ def search(
         for row in np.flatnonzero(enough):
             first = np.flatnonzero(kept[row])[:k]
             labels[row], scores[row] = near[row, first], 1.0 - distances[row, first]
-        short = np.flatnonzero(~enough)
-        answered[short] = WALK
-    if len(short):
+        answered[~enough] = fallback(count, total, k)
+    if len(walked := np.flatnonzero(answered == WALK)):
         try:  # a Python filter is slow across threads: hnswlib advises one
-            near, distances = graph.knn_query(queries[short], k=k, num_threads=1, filter=passing.__getitem__)
-            labels[short], scores[short] = near, 1.0 - distances
+            near, distances = graph.knn_query(queries[walked], k=k, num_threads=1, filter=passing.__getitem__)
+            labels[walked], scores[walked] = near, 1.0 - distances
         except RuntimeError:  # the walk found fewer than k passing items
-            labels[short], scores[short] = exact(vectors, passing, queries[short], k)
-            answered[short] = EXACT
+            answered[walked] = EXACT
+    if len(scored := np.flatnonzero(answered == EXACT)):
+        labels[scored], scores[scored] = exact(vectors, passing, queries[scored], k)
     return Found(labels, scores, tuple(answered))
 
 
@@ -96,7 +109,7 @@ def exact(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top k among the passing items: (labels, scores), each [Q, min(k, passing)]."""
     allowed = np.flatnonzero(passing)
-    scores, rows = exact_top_k(queries, vectors[allowed], k)
+    scores, rows = exact_top_k(queries, np.take(vectors, allowed, axis=0), k)  # 3x a memmap's [allowed]
     return allowed[rows], scores
 
 
