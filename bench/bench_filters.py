@@ -89,6 +89,42 @@ def p50_p99(ms: np.ndarray) -> str:
     return f"{np.percentile(ms, 50):.2f} / {np.percentile(ms, 99):.2f}"
 
 
+def unit_costs(index: Index, queries: np.ndarray) -> None:
+    """The planner's cost units measured here: an item scored exactly, a neighbour fetched, a mask call."""
+    rng = np.random.default_rng(3)
+    some = rng.random(len(index)) < 0.02
+    exact_ms, _ = timed(lambda q: planner.exact(index.vectors, some, q, K), queries[:50])
+    per_item = np.median(exact_ms) * 1000 / np.count_nonzero(some)
+    fetch = 3000
+    fetch_ms, _ = timed(lambda q: index.graph.knn_query(q, k=fetch, num_threads=1), queries[:50])
+    share = 0.05
+    wide = rng.random(len(index)) < share
+    calls = []
+    for query in queries[:50]:
+        index.graph.knn_query(
+            query, k=K, num_threads=1, filter=lambda label: calls.append(label) or wide[label]
+        )
+    walk_ms, _ = timed(
+        lambda q: index.graph.knn_query(q, k=K, num_threads=1, filter=wide.__getitem__), queries[:50]
+    )
+    per_call = np.median(walk_ms) * 1000 / (len(calls) / 50)
+    per_fetch = np.median(fetch_ms) * 1000 / fetch
+    rows = [
+        ("an item scored exactly (2% pass)", per_item, ""),
+        (
+            f"a neighbour of an unfiltered walk (k = ef = {fetch})",
+            per_fetch,
+            f"FETCH_COST = {planner.FETCH_COST}",
+        ),
+        (f"a mask call of a filtered walk ({share:.0%} pass)", per_call, f"CALL_COST = {planner.CALL_COST}"),
+    ]
+    print("| cost unit | us (median) | in items scored exactly | planner constant |\n|---|---|---|---|")
+    for name, us, constant in rows:
+        print(f"| {name} | {us:.3f} | {us / per_item:.1f} | {constant} |")
+    walk_calls = len(calls) / 50 * share
+    print(f"\nmask calls x selectivity, per query: {walk_calls:.0f} (WALK_CALLS = {planner.WALK_CALLS})\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -113,6 +149,7 @@ def main() -> None:
         loads.append(f"{field} {time.perf_counter() - started:.2f} s")
         cached.mask(parse_filter(f"{field} = x"))
     print(f"columns read into memory (once per open index): {', '.join(loads)}\n")
+    unit_costs(index, queries)
     print(
         "| filter | passes | before p50 / p99 ms | before recall | planner p50 / p99 ms | planner recall "
         "| planner, mask cached, p50 / p99 ms | planner answered by |\n|---|---|---|---|---|---|---|---|"
@@ -126,9 +163,7 @@ def main() -> None:
         new_ms, new = timed(lambda q, t=text: index.nearest(q, K, filter=t)[0], queries)
         index.masks = cached
         cached_ms, found = timed(  # Index.nearest's own steps, to see how the planner answered
-            lambda q, t=text: planner.search(
-                index.graph, index.vectors, index.masks.mask(parse_filter(t)), q, K
-            ),
+            lambda q, t=text: planner.search(index.graph, index.vectors, cached.mask(parse_filter(t)), q, K),
             queries,
         )
         how = Counter(h for f in found for h in f.how)
