@@ -48,7 +48,8 @@ def test_few_passing_items_are_scored_exactly_and_many_are_over_fetched_or_walke
 @pytest.mark.parametrize("tied_to_vectors", [False, True], ids=["independent", "by-cluster"])
 def test_recall_against_exact_filtered_search_at_every_selectivity(data, monkeypatch, share, tied_to_vectors):
     graph, vectors, cluster, queries = data
-    monkeypatch.setattr(planner, "WALK_CALLS", 30)  # this small graph then takes every way the planner has
+    for name, cost in (("FETCH_COST", 10), ("CALL_COST", 12), ("WALK_CALLS", 30)):
+        monkeypatch.setattr(planner, name, cost)  # this small graph then takes every way the planner has
     rng = np.random.default_rng(int(share * 1000))
     if tied_to_vectors:  # a filter that whole neighbourhoods pass or fail, as tune types do
         passing = np.isin(cluster, rng.permutation(CLUSTERS)[: max(1, round(share * CLUSTERS))])

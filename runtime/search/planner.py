@@ -27,9 +27,9 @@ WALK = "walk"
 # Costs in units of one passing item scored exactly, measured at 1M items (BENCHMARKS.md, "Filtered
 # search"): per neighbour an unfiltered walk returns (hnswlib's cost grows with the k asked for), and per
 # mask call of a filtered walk (a trip into Python), which makes about WALK_CALLS / selectivity calls.
-FETCH_COST = 10
-CALL_COST = 12
-WALK_CALLS = 200
+FETCH_COST = 3.5
+CALL_COST = 3.3
+WALK_CALLS = 170
 OVERFETCH_MARGIN = 3.0
 
 
