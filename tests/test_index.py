@@ -159,15 +159,15 @@ def test_filters_keep_only_matching_items(index, text, check):
 
 
 @pytest.mark.parametrize(
-    ("exact_max", "fetch_max"),
-    [(0, 10**6), (0, 0), (20_000, 0)],
+    ("fetch_cost", "call_cost"),
+    [(0, 10**9), (10**9, 0), (10**9, 10**9)],
     ids=["graph-then-filter", "hnswlib-filter", "exact-over-subset"],
 )
 def test_every_filtered_search_path_agrees_with_filtered_exact_search(
-    index, monkeypatch, exact_max, fetch_max
+    index, monkeypatch, fetch_cost, call_cost
 ):
-    monkeypatch.setattr(runtime.search.planner, "EXACT_MAX", exact_max)
-    monkeypatch.setattr(runtime.search.planner, "FETCH_MAX", fetch_max)
+    monkeypatch.setattr(runtime.search.planner, "FETCH_COST", fetch_cost)
+    monkeypatch.setattr(runtime.search.planner, "CALL_COST", call_cost)
     query = index.encoder.embed_texts(["a slow air"])
     for text in (
         "meter = 6/8",

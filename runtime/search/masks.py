@@ -14,6 +14,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import reduce
 
 import numpy as np
 
@@ -61,9 +62,9 @@ class FilterMasks:
         return mask
 
     def _evaluate(self, tree: Filter) -> np.ndarray:
-        if isinstance(tree, And | Or):
-            masks = [self._evaluate(term) for term in tree.terms]
-            return np.logical_and.reduce(masks) if isinstance(tree, And) else np.logical_or.reduce(masks)
+        if isinstance(tree, And | Or):  # in place: every mask here is a fresh array
+            combine = np.logical_and if isinstance(tree, And) else np.logical_or
+            return reduce(lambda a, b: combine(a, b, out=a), (self._evaluate(term) for term in tree.terms))
         if isinstance(tree, Not):
             return ~self._evaluate(tree.term)  # SQL's `(X) IS NOT 1`: a NULL X passes too
         column = self._column(tree.field) if tree.field in FILTER_COLUMNS else None
