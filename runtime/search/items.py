@@ -133,6 +133,12 @@ class ItemStore:
             rows = self._conn().execute(f"SELECT label FROM items WHERE {where} ORDER BY label", params)
             return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
+    def check_filter(self, tree: Filter) -> None:
+        """Raise what running the filter would (unknown field, QueryTooComplexError), without running it."""
+        where, params = where_sql(tree)
+        with self._reading():  # LIMIT 0: SQLite prepares the statement and stops before reading a row
+            self._conn().execute(f"SELECT label FROM items WHERE {where} LIMIT 0", params).fetchall()
+
     def column(self, name: str, count: int) -> list[Any]:
         """A filter column's values of every item, in label order (labels run 0..count-1)."""
         with self._reading():

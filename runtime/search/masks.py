@@ -19,7 +19,7 @@ from functools import reduce
 import numpy as np
 
 from runtime.search.filters import And, Condition, Filter, Not, Or, filter_sql
-from runtime.search.items import FILTER_COLUMNS, ItemStore, field_sql, where_sql
+from runtime.search.items import FILTER_COLUMNS, ItemStore, field_sql
 
 # Above this many distinct values a column is left to the items table (a condition on its dictionary
 # would cost about what the table's own scan does, for the memory of every value).
@@ -48,11 +48,11 @@ class FilterMasks:
 
     def mask(self, tree: Filter) -> np.ndarray:
         """The items `tree` passes, as a read-only bool array indexed by label."""
-        where_sql(tree)  # an unknown field is refused before any column is loaded
         with self._lock:
             if (cached := self._cache.get(tree)) is not None:
                 self._cache.move_to_end(tree)
                 return cached
+        self.items.check_filter(tree)  # the items table's errors (unknown field, too complex), as before
         mask = self._evaluate(tree)
         mask.flags.writeable = False
         with self._lock:
