@@ -233,7 +233,7 @@ class Index:
             return self._exact(queries, k) if exact else self._graph(queries, k)
         passing = self.masks.mask(conditions)
         if exact:
-            return planner.exact(self.vectors, passing, queries, min(k, int(np.count_nonzero(passing))))
+            return planner.exact(self.vectors, passing, queries, k)
         found = planner.search(self.graph, self.vectors, passing, queries, k)
         return found.labels, found.scores
 

@@ -1,7 +1,8 @@
 """The filter planner: a filtered top-k query answered the cheapest way that still finds the filtered top k.
 
 Its inputs are one graph, its vectors and a boolean mask of the items that pass (runtime.search.masks),
-so a segmented index calls it once per segment. From the mask's count it estimates the cost of
+so a segmented index calls it once per segment, with its label range's slice of the mask. From the
+mask's count it estimates the cost of
 - exact: score every passing item, gathered from the (memory-mapped) matrix;
 - over-fetch: walk the graph unfiltered for the k / selectivity * OVERFETCH_MARGIN nearest and keep those
   that pass: when k of them pass they are the filtered top k (no passing item is nearer);
