@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-import runtime.search.index
+import runtime.search.planner
 from runtime.model.encoder import Encoder
 from runtime.search.index import Index
 from runtime.search.keys import read_music
@@ -56,7 +56,8 @@ def queries(index: Index, tunes: list[str], some_ids: list[str], vectors: np.nda
 
 
 def test_32_threads_on_a_fresh_index_give_the_one_thread_answers(built, monkeypatch):
-    monkeypatch.setattr(runtime.search.index, "EXACT_SUBSET_MAX", 20)  # larger subsets walk the graph
+    monkeypatch.setattr(runtime.search.planner, "FETCH_COST", 10**9)  # subsets of more than k walk the graph
+    monkeypatch.setattr(runtime.search.planner, "CALL_COST", 0)
     alone = Index.open(built.index_dir)
     inputs = (
         [read_music(path, 0) for path in built.files],

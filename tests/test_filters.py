@@ -7,6 +7,7 @@ import re
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from music21 import corpus
 
@@ -14,6 +15,7 @@ from runtime.music.abc import split_tunes
 from runtime.music.formats import decode_bytes
 from runtime.search.filters import MAX_FILTER_TERMS, And, Condition, Not, Or, parse_filter
 from runtime.search.items import ItemStore, ItemWriter, item_row
+from runtime.search.masks import FilterMasks
 
 TUNES = [  # label: raw header fields (as the shards' `meta` JSON holds them)
     {"title": "Alpha", "key": "Em", "meter": "6/8", "rhythm": "Jig", "origin": "Ireland"},
@@ -69,36 +71,41 @@ def test_yesterdays_syntax_still_parses():
     assert parse_filter(r'title = "say \"hi\""') == Condition("title", "=", 'say "hi"')
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("key = Em", [0, 1]),  # canonical field, value read as ABC: Em, E minor, "E minor % comment"
-        ("key = 'e minor'", [0, 1]),
-        ("raw.key = Em", [0]),  # the header as written
-        ("meter = C", [1]),
-        ("meter = 4/4", [1]),
-        ("meter = 2/2", [2]),
-        ("title = Beta", [1]),  # comment stripped
-        ("rhythm = REEL", [1, 2]),
-        ("rhythm in (jig, reel)", [0, 1, 2, 4]),
-        ("rhythm not in (jig, reel)", [3]),  # a missing field is not in the list
-        ("not rhythm = jig", [1, 2, 3]),  # `not X` is every item X leaves out
-        ("rhythm != jig", [1, 2, 3]),
-        ("(meter = 6/8 or meter = 3/4) and not key = D", [0, 3]),
-        ("origin contains IRE or origin = irland", [0, 2]),
-        ("title like 'say%'", [4]),
-        ("reference >= 10", [3]),  # by number: "12" >= 10, though "12" < "7" as text
-        ("reference < 10", [4]),
-        ("tune_index <= 1", [0, 1]),
-        ("title < B", [0]),
-        ("collection = oneills", [0, 1, 2]),
-        ("key = 'A dorian' and collection = essen", [3]),
-        ("raw.reference = 7", [4]),
-        ("raw.colour = red", []),  # any raw field: tables add their own columns to meta
-    ],
-)
+SELECTIONS = [  # filter, the labels it selects from TUNES
+    ("key = Em", [0, 1]),  # canonical field, value read as ABC: Em, E minor, "E minor % comment"
+    ("key = 'e minor'", [0, 1]),
+    ("raw.key = Em", [0]),  # the header as written
+    ("meter = C", [1]),
+    ("meter = 4/4", [1]),
+    ("meter = 2/2", [2]),
+    ("title = Beta", [1]),  # comment stripped
+    ("rhythm = REEL", [1, 2]),
+    ("rhythm in (jig, reel)", [0, 1, 2, 4]),
+    ("rhythm not in (jig, reel)", [3]),  # a missing field is not in the list
+    ("not rhythm = jig", [1, 2, 3]),  # `not X` is every item X leaves out
+    ("rhythm != jig", [1, 2, 3]),
+    ("(meter = 6/8 or meter = 3/4) and not key = D", [0, 3]),
+    ("origin contains IRE or origin = irland", [0, 2]),
+    ("title like 'say%'", [4]),
+    ("reference >= 10", [3]),  # by number: "12" >= 10, though "12" < "7" as text
+    ("reference < 10", [4]),
+    ("tune_index <= 1", [0, 1]),
+    ("title < B", [0]),
+    ("collection = oneills", [0, 1, 2]),
+    ("key = 'A dorian' and collection = essen", [3]),
+    ("raw.reference = 7", [4]),
+    ("raw.colour = red", []),  # any raw field: tables add their own columns to meta
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SELECTIONS)
 def test_filters_select_items_on_canonical_fields(store, text, expected):
     assert labels(store, text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), SELECTIONS)
+def test_masks_from_in_memory_columns_select_what_sql_selects(store, text, expected):
+    assert np.flatnonzero(FilterMasks(store, len(TUNES)).mask(parse_filter(text))).tolist() == expected
 
 
 @pytest.mark.parametrize(
@@ -197,3 +204,24 @@ def test_every_filter_in_the_readme_and_the_demo_selects_tunes_of_the_demo_corpu
         assert len(labels(music21_store, text)) > 0, text
     facets = music21_store.facet(None, "collection", 3)
     assert facets == [("essenFolksong", 8514), ("oneills1850", 2009), ("airdsAirs", 1180)]
+
+
+def test_masks_select_what_sql_selects_on_the_demo_corpus(music21_store, monkeypatch):
+    docs = "".join((Path(__file__).parents[1] / name).read_text() for name in ("README.md", "Makefile"))
+    filters = re.findall(r"--filter '([^']+)'", docs) + re.findall(r"filter='([^']+)'", docs)
+    filters += [
+        "not origin contains Ireland and tune_index < 3",
+        "title contains reel or raw.R = jig",
+        "key not in (G, D) and (meter != 6/8 or composer like '%o%')",
+        "collection > m and not rhythm = reel",
+    ]
+    with sqlite3.connect(music21_store.path) as conn:
+        count = conn.execute("SELECT count(*) FROM items").fetchone()[0]
+    monkeypatch.setattr("runtime.search.masks.MAX_DISTINCT", 2000)  # titles and sources go to SQLite
+    masks = FilterMasks(music21_store, count)
+    for text in filters:
+        tree = parse_filter(text)
+        assert np.flatnonzero(masks.mask(tree)).tolist() == music21_store.labels_matching(tree).tolist(), text
+    assert masks.mask(parse_filter(filters[0])) is masks.mask(parse_filter(filters[0]))  # cached
+    with pytest.raises(ValueError, match="unknown filter field 'colour'"):
+        masks.mask(parse_filter("colour = red or key = G"))

@@ -12,7 +12,7 @@ import pytest
 from query_corpus import build_corpus, corpus_path, other_model_dir
 
 import runtime.search.hits
-import runtime.search.index
+import runtime.search.planner
 from indexer.index_build import build_index
 from indexer.reader import TuneRecord
 from indexer.shards import ShardWriter, checksum_file, rows_table, shard_files, shard_schema, shards_metadata
@@ -159,15 +159,15 @@ def test_filters_keep_only_matching_items(index, text, check):
 
 
 @pytest.mark.parametrize(
-    ("overfetch", "exact_subset_max"),
-    [(10, 20_000), (1, 0), (1, 20_000)],
+    ("fetch_cost", "call_cost"),
+    [(0, 10**9), (10**9, 0), (10**9, 10**9)],
     ids=["graph-then-filter", "hnswlib-filter", "exact-over-subset"],
 )
 def test_every_filtered_search_path_agrees_with_filtered_exact_search(
-    index, monkeypatch, overfetch, exact_subset_max
+    index, monkeypatch, fetch_cost, call_cost
 ):
-    monkeypatch.setattr(runtime.search.index, "OVERFETCH", overfetch)
-    monkeypatch.setattr(runtime.search.index, "EXACT_SUBSET_MAX", exact_subset_max)
+    monkeypatch.setattr(runtime.search.planner, "FETCH_COST", fetch_cost)
+    monkeypatch.setattr(runtime.search.planner, "CALL_COST", call_cost)
     query = index.encoder.embed_texts(["a slow air"])
     for text in (
         "meter = 6/8",

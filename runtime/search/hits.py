@@ -73,7 +73,7 @@ def exact_top_k(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarr
     for start in range(0, len(keys), EXACT_CHUNK_ROWS):
         chunk = np.asarray(keys[start : start + EXACT_CHUNK_ROWS], dtype=np.float32)
         rows = np.broadcast_to(np.arange(start, start + len(chunk)), (len(queries), len(chunk)))
-        scores = np.concatenate([best_scores, queries @ chunk.T], axis=1)
+        scores = np.concatenate([best_scores, _products(queries, chunk)], axis=1)
         rows = np.concatenate([best_rows, rows], axis=1)
         if scores.shape[1] > k:
             keep = np.argpartition(-scores, k - 1, axis=1)[:, :k]
@@ -82,6 +82,12 @@ def exact_top_k(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarr
         best_scores, best_rows = scores, rows
     order = np.argsort(-best_scores, axis=1, kind="stable")
     return np.take_along_axis(best_scores, order, axis=1), np.take_along_axis(best_rows, order, axis=1)
+
+
+def _products(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """queries @ keys.T; one query on one thread: a BLAS matrix-vector product waits for its other
+    threads, which on busy cores costs up to 40x (12 ms for 10k x 256 where one thread takes 0.3 ms)."""
+    return np.einsum("ij,j->i", keys, queries[0])[None] if len(queries) == 1 else queries @ keys.T
 
 
 def facets_as_dict(facets: dict[str, list[tuple[str, int]]]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import hnswlib
 import numpy as np
 
 from runtime.model.modeldir import CONFIG_FILE
+from runtime.search import planner
 from runtime.search.errors import REBUILD, IndexDirError
 from runtime.search.filters import Filter, parse_filter
 from runtime.search.hits import Hit, exact_top_k
@@ -20,6 +21,7 @@ from runtime.search.hybrid import text_search
 from runtime.search.items import ItemStore
 from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify, classify_vector, read_music
 from runtime.search.limits import EF, K, require_text
+from runtime.search.masks import FilterMasks
 from runtime.storage.integrity import check_files, listed_files
 
 MANIFEST_FILE = "manifest.json"
@@ -29,12 +31,6 @@ VECTORS_FILE = "vectors.npy"
 INDEX_FILES = (HNSW_FILE, ITEMS_FILE, VECTORS_FILE)
 DEFAULT_MODEL_DIR = Path("build/model")
 DEFAULT_EF = 128
-# A filtered graph query first looks at the k * OVERFETCH nearest items, unfiltered, and keeps those
-# that pass: enough for filters that pass about one item in OVERFETCH, with no scan of the items table.
-OVERFETCH = 10
-# Otherwise a filter that keeps at most this many items is answered by exact search over them (fast,
-# never short of results); larger subsets go through the graph with an hnswlib filter.
-EXACT_SUBSET_MAX = 20_000
 DEFAULT_FACET_FIELDS = ("key", "meter", "rhythm", "origin", "collection")
 DEFAULT_FACET_TOP = 20
 MAX_FACET_TOP = 1000
@@ -141,6 +137,7 @@ class Index:
         self.encoder = encoder
         self.items = ItemStore(directory / ITEMS_FILE)
         count, dim = manifest["count"], manifest["dim"]
+        self.masks = FilterMasks(self.items, count)
         try:
             self.vectors = np.load(directory / VECTORS_FILE, mmap_mode="r")
             self.graph = hnswlib.Index(space=manifest["space"], dim=dim)
@@ -233,15 +230,12 @@ class Index:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         conditions = parse_filter(filter) if isinstance(filter, str) else filter
         if conditions is None:
-            return self._exact(queries, k, None) if exact else self._graph(queries, k, None)
-        if not exact and (found := self._graph_then_filter(queries, k, conditions)) is not None:
-            return found
-        allowed = self.items.labels_matching(conditions)
-        if len(allowed) == 0:
-            return np.zeros((len(queries), 0), dtype=np.int64), np.zeros((len(queries), 0), dtype=np.float32)
-        if exact or len(allowed) <= EXACT_SUBSET_MAX:
-            return self._exact(queries, k, allowed)
-        return self._graph(queries, k, allowed)
+            return self._exact(queries, k) if exact else self._graph(queries, k)
+        passing = self.masks.mask(conditions)
+        if exact:
+            return planner.exact(self.vectors, passing, queries, k)
+        found = planner.search(self.graph, self.vectors, passing, queries, k)
+        return found.labels, found.scores
 
     def search_text(
         self,
@@ -369,39 +363,14 @@ class Index:
             raise missing_model_error(self.directory, self.manifest)
         return self.encoder
 
-    def _exact(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        keys = self.vectors[: len(self)] if allowed is None else self.vectors[allowed]
-        scores, rows = exact_top_k(queries, keys, k)
-        return (rows if allowed is None else allowed[rows]), scores
+    def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, rows = exact_top_k(queries, self.vectors[: len(self)], k)
+        return rows, scores
 
-    def _graph(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        k = min(k, len(self) if allowed is None else len(allowed))
-        if allowed is None:
-            labels, distances = self.graph.knn_query(queries, k=k, num_threads=1 if len(queries) == 1 else -1)
-        else:
-            allowed_set = set(allowed.tolist())
-            try:  # Python filters are slow across threads: hnswlib advises one
-                labels, distances = self.graph.knn_query(
-                    queries, k=k, num_threads=1, filter=allowed_set.__contains__
-                )
-            except RuntimeError:  # the graph walk found fewer than k allowed items
-                return self._exact(queries, k, allowed)
+    def _graph(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, len(self))
+        labels, distances = self.graph.knn_query(queries, k=k, num_threads=1 if len(queries) == 1 else -1)
         return labels.astype(np.int64), 1.0 - distances  # space "ip": distance = 1 - inner product
-
-    def _graph_then_filter(
-        self, queries: np.ndarray, k: int, conditions: Filter
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """The filtered top k out of the unfiltered top k * OVERFETCH; None when too few of those pass."""
-        labels, scores = self._graph(queries, k * OVERFETCH, None)
-        passing = np.isin(labels, self.items.labels_matching(conditions, among=np.unique(labels)))
-        if (passing.sum(axis=1) < k).any():
-            return None
-        keep = np.stack([np.flatnonzero(row)[:k] for row in passing])
-        return np.take_along_axis(labels, keep, axis=1), np.take_along_axis(scores, keep, axis=1)
 
     def hits(self, labels: np.ndarray, scores: np.ndarray, with_abc: bool = False) -> list[list[Hit]]:
         """Hits (ids, metadata, ABC on request) for rows of labels and their scores."""

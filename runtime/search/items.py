@@ -102,8 +102,8 @@ class ItemStore:
         self._keyword_search = lru_cache(maxsize=size)(self._uncached_keyword_search)
         with self._reading():  # the header and schema: most damage shows here, at open, not mid-query
             self._conn().execute("SELECT label, id, meta, abc FROM items LIMIT 1").fetchall()
-            columns = {row[1] for row in self._conn().execute("PRAGMA table_info(items)")}
-        if missing := [c for c in ITEM_COLUMNS if c not in columns]:
+            self.column_types = {row[1]: row[2] for row in self._conn().execute("PRAGMA table_info(items)")}
+        if missing := [c for c in ITEM_COLUMNS if c not in self.column_types]:
             raise ValueError(
                 f"{path} has no {', '.join(missing)} column (an index built by an older clamp): rebuild the "
                 "index with `clamp index build` (its shards need no re-embedding)"
@@ -139,6 +139,23 @@ class ItemStore:
         with self._reading():
             rows = self._conn().execute(f"SELECT label FROM items WHERE {where} ORDER BY label", params)
             return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def check_filter(self, tree: Filter) -> None:
+        """Raise what running the filter would (unknown field, QueryTooComplexError), without running it."""
+        where, params = where_sql(tree)
+        with self._reading():  # LIMIT 0: SQLite prepares the statement and stops before reading a row
+            self._conn().execute(f"SELECT label FROM items WHERE {where} LIMIT 0", params).fetchall()
+
+    def column(self, name: str, count: int) -> list[Any]:
+        """A filter column's values of every item, in label order (labels run 0..count-1)."""
+        with self._reading():
+            values = [row[0] for row in self._conn().execute(f'SELECT "{name}" FROM items ORDER BY label')]
+        if len(values) != count:
+            raise DamagedIndexError(
+                f"{self.path.name} in {self.path.parent} holds {len(values)} items, the index "
+                f"{count}; {REBUILD}"
+            )
+        return values
 
     def facet(self, tree: Filter | None, name: str, top: int) -> list[tuple[str, int]]:
         """The `top` commonest values of a field among the items passing a filter, with their counts.
