@@ -28,7 +28,7 @@ export: setup
 	$(CLAMP) export --model default --out $(MODEL)
 
 demo: export
-	$(CLAMP) embed "$(CORPUS)/**/*.abc" --model $(MODEL) --out build/shards
+	$(CLAMP) embed "$(CORPUS)/**/*.abc" "$(CORPUS)/bach/*.mxl" "$(CORPUS)/monteverdi/*.mxl" --model $(MODEL) --out build/shards
 	$(CLAMP) index build build/shards --out build/index
 	$(CLAMP) search "a lively jig in D major" --index build/index -k 5
 	$(CLAMP) search "a slow air in E minor" --index build/index -k 5
@@ -36,9 +36,12 @@ demo: export
 	$(CLAMP) search "a slow air" --index build/index -k 5 --filter '(rhythm = air or meter = 3/4) and key in (Em, Am)'
 	$(CLAMP) search "a Christmas carol" --index build/index -k 5 --mode vector
 	$(CLAMP) search "a Christmas carol" --index build/index -k 5
+	$(CLAMP) search "a chorale by Bach in a minor key" --index build/index -k 5 --mode vector
+	$(CLAMP) search "a Renaissance madrigal for five voices" --index build/index -k 5 --mode vector
 	$(CLAMP) index facets build/index --fields key,meter,rhythm,collection --top 5
 	$(CLAMP) similar "$(CORPUS)/ryansMammoth/SleepyMaggieReel.abc" --index build/index -k 5
 	$(CLAMP) classify "$(CORPUS)/ryansMammoth/SleepyMaggieReel.abc" --model $(MODEL) --label-set tune-type
+	$(CLAMP) classify "$(CORPUS)/bach/bwv66.6.mxl" --model $(MODEL) --label-set composer
 	@echo
 	@echo "Serve it:  $(CLAMP) serve --index build/index   (then open http://127.0.0.1:8000/ — API docs at /docs)"
 
