@@ -1,32 +1,46 @@
-"""Queries over an index dir (hnswlib graph + items.sqlite + vectors.npy), thread-safe and torch-free."""
+"""Queries over an index dir (segments: hnswlib graph, items.sqlite, vectors.npy), thread-safe, torch-free."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import hnswlib
 import numpy as np
 
 from runtime.model.modeldir import CONFIG_FILE
 from runtime.search.errors import REBUILD, IndexDirError
 from runtime.search.filters import Filter, parse_filter
-from runtime.search.hits import Hit, exact_top_k
+from runtime.search.generation import (
+    SegmentSpec,
+    manifest_signature,
+    read_deleted,
+    read_manifest,
+    segment_specs,
+)
+from runtime.search.hits import Hit
 from runtime.search.hybrid import text_search
 from runtime.search.items import ItemStore
 from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify, classify_vector, read_music
 from runtime.search.limits import EF, K, require_text
-from runtime.storage.integrity import check_files, listed_files
+from runtime.search.segments import (
+    HNSW_FILE,
+    INDEX_FILES,
+    ITEMS_FILE,
+    MANIFEST_FILE,
+    VECTORS_FILE,
+    LabelVectors,
+    Segment,
+    load_segment,
+    merge_top_k,
+    segment_nearest,
+    split_labels,
+)
+from runtime.search.stores import SegmentStores
 
-MANIFEST_FILE = "manifest.json"
-HNSW_FILE = "index.hnsw"
-ITEMS_FILE = "items.sqlite"
-VECTORS_FILE = "vectors.npy"
-INDEX_FILES = (HNSW_FILE, ITEMS_FILE, VECTORS_FILE)
+__all__ = ["HNSW_FILE", "INDEX_FILES", "ITEMS_FILE", "MANIFEST_FILE", "VECTORS_FILE", "read_manifest"]
 DEFAULT_MODEL_DIR = Path("build/model")
 DEFAULT_EF = 128
 # A filtered graph query first looks at the k * OVERFETCH nearest items, unfiltered, and keeps those
@@ -40,6 +54,7 @@ DEFAULT_FACET_TOP = 20
 MAX_FACET_TOP = 1000
 MAX_FACET_FIELDS = 16
 FACET_CACHE_SIZE = 64  # facet answers kept per open index (by fields, filter, top)
+OPEN_RETRIES = 3  # opens that found the generation they read replaced mid-way (by an update) try again
 
 
 class ModelMismatchError(ValueError):
@@ -48,21 +63,6 @@ class ModelMismatchError(ValueError):
 
 class UnknownItemError(KeyError):
     """No item has the id asked for."""
-
-
-def read_manifest(index_dir: str | Path) -> dict[str, Any]:
-    path = Path(index_dir) / MANIFEST_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: is {index_dir} an index dir? Build one with `clamp index build`"
-        )
-    try:
-        manifest = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise IndexDirError(f"{path} is not valid JSON ({err}): the index dir is damaged; {REBUILD}") from err
-    if not isinstance(manifest, dict):
-        raise IndexDirError(f"{path} is not a JSON object: the index dir is damaged; {REBUILD}")
-    return manifest
 
 
 def model_dir_candidates(index_manifest: dict[str, Any] | None = None) -> list[Path]:
@@ -121,6 +121,14 @@ def check_index_model(directory: Path, manifest: dict[str, Any], encoder: Embedd
         )
 
 
+def check_manifest_keys(directory: Path, manifest: dict[str, Any]) -> None:
+    """Raise IndexDirError unless the manifest has the keys every query reads, of their types."""
+    for key, kind in (("model_hash", str), ("count", int), ("dim", int), ("space", str)):
+        if not isinstance(manifest.get(key), kind):
+            where = directory / MANIFEST_FILE
+            raise IndexDirError(f"{where} has no valid {key!r}: the index dir is damaged; {REBUILD}")
+
+
 def missing_model_error(directory: Path, manifest: dict[str, Any]) -> FileNotFoundError:
     """Why an index cannot encode queries: its model was not found, and where it was looked for."""
     looked = ", ".join(map(str, model_dir_candidates(manifest)))
@@ -134,25 +142,38 @@ class Index:
     """A built index, ready for text, music and vector queries from any number of threads."""
 
     def __init__(
-        self, directory: Path, manifest: dict[str, Any], encoder: Embedder | None, ef: int = DEFAULT_EF
+        self,
+        directory: Path,
+        manifest: dict[str, Any],
+        encoder: Embedder | None,
+        ef: int = DEFAULT_EF,
+        *,
+        specs: Sequence[SegmentSpec] | None = None,
+        reuse: Sequence[Segment] = (),
     ):
+        """Load the generation `manifest` describes (its segments `specs`, checked by Index.open); segments
+        in `reuse` (an older generation's) of equal files are shared, not loaded again."""
         self.directory = directory
         self.manifest = manifest
         self.encoder = encoder
-        self.items = ItemStore(directory / ITEMS_FILE)
-        count, dim = manifest["count"], manifest["dim"]
-        try:
-            self.vectors = np.load(directory / VECTORS_FILE, mmap_mode="r")
-            self.graph = hnswlib.Index(space=manifest["space"], dim=dim)
-            self.graph.load_index(str(directory / HNSW_FILE), max_elements=count)
-        except (ValueError, RuntimeError, OSError) as err:
-            raise IndexDirError(f"{directory}: cannot load its vectors or graph ({err}); {REBUILD}") from err
-        if self.vectors.shape != (count, dim) or self.graph.get_current_count() != count:
-            raise IndexDirError(
-                f"{directory}: {VECTORS_FILE} holds {self.vectors.shape}, {HNSW_FILE} "
-                f"{self.graph.get_current_count()} items, {MANIFEST_FILE} says {count} x {dim}; {REBUILD}"
+        self.ef = ef
+        dim, space = manifest["dim"], manifest["space"]
+        loaded = {segment.key: segment for segment in reuse}
+        self.segments: list[Segment] = []
+        for spec in segment_specs(directory, manifest, False) if specs is None else specs:
+            where = (os.stat(spec.directory).st_ino, spec.first_label, spec.rows, spec.fingerprint)
+            key = (*where, dim, space, ef)
+            segment = loaded.get(key) or load_segment(
+                spec.directory, spec.first_label, spec.rows, dim, space, EF.check(ef), key
             )
-        self.graph.set_ef(EF.check(ef))  # only here: set_ef races with concurrent queries
+            self.segments.append(segment)
+        self.dead = read_deleted(directory, manifest)
+        stores = [
+            ItemStore(s.directory / ITEMS_FILE, share)
+            for s, share in zip(self.segments, split_labels(self.segments, self.dead), strict=True)
+        ]
+        self.items: ItemStore | SegmentStores = stores[0] if len(stores) == 1 else SegmentStores(stores)
+        self.vectors = self.segments[0].vectors if len(self.segments) == 1 else LabelVectors(self.segments)
         self._facets: dict[tuple, dict[str, list[tuple[str, int]]]] = {}
 
     @classmethod
@@ -165,6 +186,7 @@ class Index:
         ef: int = DEFAULT_EF,
         full_check: bool = False,
         precision: str = "auto",
+        reuse: Sequence[Segment] = (),
     ) -> Index:
         """Open an index with its model (default: the manifest's model dir, $CLAMP_MODEL, build/model).
 
@@ -172,24 +194,26 @@ class Index:
         differs from the index's raises ModelMismatchError. Files are checked against the manifest (sizes;
         with `full_check` also the sha256 of the index's and the model's files): IndexDirError names a
         damaged one. `precision` picks the encoder graphs (runtime.model.encoder.resolve_precisions).
+        `reuse`: segments of an open generation of this index, shared where this one lists them too.
         """
         directory = Path(directory)
-        manifest = read_manifest(directory)
-        where = directory / MANIFEST_FILE
-        check_files(
-            directory,
-            listed_files(manifest, where, INDEX_FILES, REBUILD, IndexDirError),
-            full_check,
-            REBUILD,
-            IndexDirError,
-        )
-        for key, kind in (("model_hash", str), ("count", int), ("dim", int), ("space", str)):
-            if not isinstance(manifest.get(key), kind):
-                raise IndexDirError(f"{where} has no valid {key!r}: the index dir is damaged; {REBUILD}")
-        if encoder is None:
-            encoder = index_model(directory, manifest, model_dir, precision=precision, full_check=full_check)
-        check_index_model(directory, manifest, encoder)
-        return cls(directory, manifest, encoder, ef)
+        attempt = 0
+        while True:
+            attempt += 1
+            signature = manifest_signature(directory)
+            try:
+                manifest = read_manifest(directory)
+                specs = segment_specs(directory, manifest, full_check)
+                check_manifest_keys(directory, manifest)
+                if encoder is None:
+                    encoder = index_model(
+                        directory, manifest, model_dir, precision=precision, full_check=full_check
+                    )
+                check_index_model(directory, manifest, encoder)
+                return cls(directory, manifest, encoder, ef, specs=specs, reuse=reuse)
+            except (IndexDirError, OSError):
+                if attempt == OPEN_RETRIES or manifest_signature(directory) == signature:
+                    raise  # damage, not an update that replaced what the generation read listed
 
     def __len__(self) -> int:
         return int(self.manifest["count"])
@@ -233,15 +257,11 @@ class Index:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         conditions = parse_filter(filter) if isinstance(filter, str) else filter
         if conditions is None:
-            return self._exact(queries, k, None) if exact else self._graph(queries, k, None)
+            return self._live(queries, k, exact)
         if not exact and (found := self._graph_then_filter(queries, k, conditions)) is not None:
             return found
-        allowed = self.items.labels_matching(conditions)
-        if len(allowed) == 0:
-            return np.zeros((len(queries), 0), dtype=np.int64), np.zeros((len(queries), 0), dtype=np.float32)
-        if exact or len(allowed) <= EXACT_SUBSET_MAX:
-            return self._exact(queries, k, allowed)
-        return self._graph(queries, k, allowed)
+        allowed = self.items.labels_matching(conditions)  # deleted rows never pass
+        return self._across(queries, k, allowed, exact or len(allowed) <= EXACT_SUBSET_MAX)
 
     def search_text(
         self,
@@ -369,34 +389,44 @@ class Index:
             raise missing_model_error(self.directory, self.manifest)
         return self.encoder
 
-    def _exact(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    def _across(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None, exact: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        keys = self.vectors[: len(self)] if allowed is None else self.vectors[allowed]
-        scores, rows = exact_top_k(queries, keys, k)
-        return (rows if allowed is None else allowed[rows]), scores
+        """The best k over every segment (of the `allowed` labels, when given): each searched, then merged."""
+        shares = [None] * len(self.segments) if allowed is None else split_labels(self.segments, allowed)
+        parts = [
+            segment_nearest(segment.graph, segment.vectors, segment.first_label, queries, k, share, exact)
+            for segment, share in zip(self.segments, shares, strict=True)
+            if share is None or len(share)
+        ]
+        if not parts:
+            return np.zeros((len(queries), 0), dtype=np.int64), np.zeros((len(queries), 0), dtype=np.float32)
+        return parts[0] if len(parts) == 1 else merge_top_k(parts, k)
 
-    def _graph(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        k = min(k, len(self) if allowed is None else len(allowed))
-        if allowed is None:
-            labels, distances = self.graph.knn_query(queries, k=k, num_threads=1 if len(queries) == 1 else -1)
-        else:
-            allowed_set = set(allowed.tolist())
-            try:  # Python filters are slow across threads: hnswlib advises one
-                labels, distances = self.graph.knn_query(
-                    queries, k=k, num_threads=1, filter=allowed_set.__contains__
-                )
-            except RuntimeError:  # the graph walk found fewer than k allowed items
-                return self._exact(queries, k, allowed)
-        return labels.astype(np.int64), 1.0 - distances  # space "ip": distance = 1 - inner product
+    def _live(self, queries: np.ndarray, k: int, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The best k items not deleted: the best k + some over every row, more until k remain live.
+
+        Graphs are shared between generations, so deleted rows are dropped here rather than marked in them.
+        """
+        rows = sum(len(segment.vectors) for segment in self.segments)
+        k = min(k, len(self))
+        fetch = k + min(len(self.dead), max(k, 16))
+        while True:
+            exact = exact or fetch >= rows  # a graph walk asked for all its rows may return fewer
+            labels, scores = self._across(queries, min(fetch, rows), None, exact)
+            if not len(self.dead):
+                return labels, scores
+            live = ~np.isin(labels, self.dead)
+            if (live.sum(axis=1) >= k).all() or exact and fetch >= rows:
+                keep = np.stack([np.flatnonzero(row)[:k] for row in live])
+                return np.take_along_axis(labels, keep, axis=1), np.take_along_axis(scores, keep, axis=1)
+            fetch *= 2
 
     def _graph_then_filter(
         self, queries: np.ndarray, k: int, conditions: Filter
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The filtered top k out of the unfiltered top k * OVERFETCH; None when too few of those pass."""
-        labels, scores = self._graph(queries, k * OVERFETCH, None)
+        labels, scores = self._live(queries, k * OVERFETCH, False)
         passing = np.isin(labels, self.items.labels_matching(conditions, among=np.unique(labels)))
         if (passing.sum(axis=1) < k).any():
             return None
