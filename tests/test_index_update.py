@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from query_corpus import Corpus, build_corpus, clamp
-from updating import BASE_FILES, MORE, add_file, drop_tunes, update
+from updating import BASE_FILES, MORE, add_file, drop_tunes, remove_file, update
 
 import indexer.index_update as index_update
 from indexer.index_build import build_index
@@ -95,6 +95,18 @@ def test_rows_of_a_changed_file_are_deleted_from_every_answer(corpus, tmp_path):
     assert {h.metadata["title"] for h in index.search_text(titles[0], 50, mode="keyword")}.isdisjoint(
         titles[:1]
     )
+    assert_answers_as_a_full_build(corpus, tmp_path)
+
+
+def test_rows_of_a_deleted_file_are_deleted(corpus, tmp_path):
+    add_file(corpus, MORE[1])
+    update(corpus)
+    remove_file(corpus, BASE_FILES[0])  # its 10 jigs
+    manifest = update(corpus)
+    assert manifest["update"] == {"added": 0, "deleted": 10, "merged_segments": 0}
+    index = Index.open(corpus.index_dir)
+    sources = {Path(value).name for value, _ in index.facets(["source"], top=1000)["source"]}
+    assert sources == {name.replace("/", "-") for name in (BASE_FILES[1], MORE[1])}
     assert_answers_as_a_full_build(corpus, tmp_path)
 
 

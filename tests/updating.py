@@ -46,3 +46,8 @@ def drop_tunes(corpus: Corpus, name: str, dropped: int) -> list[str]:
 
 def update(corpus: Corpus) -> dict:
     return build_index(corpus.shards_dir, corpus.index_dir, model_dir=corpus.model_dir)
+
+
+def remove_file(corpus: Corpus, name: str) -> None:
+    (corpus.abc_dir / name.replace("/", "-")).unlink()
+    embed(corpus)
