@@ -172,7 +172,10 @@ class Index:
             ItemStore(s.directory / ITEMS_FILE, share)
             for s, share in zip(self.segments, split_labels(self.segments, self.dead), strict=True)
         ]
-        self.items: ItemStore | SegmentStores = stores[0] if len(stores) == 1 else SegmentStores(stores)
+        starts = [segment.first_label for segment in self.segments]
+        self.items: ItemStore | SegmentStores = (
+            stores[0] if len(stores) == 1 else SegmentStores(stores, starts)
+        )
         self.vectors = self.segments[0].vectors if len(self.segments) == 1 else LabelVectors(self.segments)
         self._facets: dict[tuple, dict[str, list[tuple[str, int]]]] = {}
 
@@ -416,7 +419,8 @@ class Index:
             labels, scores = self._across(queries, min(fetch, rows), None, exact)
             if not len(self.dead):
                 return labels, scores
-            live = ~np.isin(labels, self.dead)
+            at = np.minimum(np.searchsorted(self.dead, labels), len(self.dead) - 1)
+            live = self.dead[at] != labels  # (np.isin costs ~10x this on a few dozen labels)
             if (live.sum(axis=1) >= k).all() or exact and fetch >= rows:
                 keep = np.stack([np.flatnonzero(row)[:k] for row in live])
                 return np.take_along_axis(labels, keep, axis=1), np.take_along_axis(scores, keep, axis=1)

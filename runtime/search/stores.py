@@ -12,10 +12,15 @@ from runtime.search.items import ItemStore
 
 
 class SegmentStores:
-    """Filters, facets, keyword search and look-ups across segments' items, merged."""
+    """Filters, facets, keyword search and look-ups across segments' items, merged.
 
-    def __init__(self, stores: Sequence[ItemStore]):
+    `first_labels`: where each store's labels start (ascending), so a look-up asks only the stores holding
+    its labels.
+    """
+
+    def __init__(self, stores: Sequence[ItemStore], first_labels: Sequence[int]):
         self.stores = list(stores)
+        self._starts = np.asarray(first_labels, dtype=np.int64)
 
     def labels_matching(self, tree: Filter, among: Sequence[int] | None = None) -> np.ndarray:
         """Labels (sorted: the segments hold ascending label ranges) of the items that pass a filter."""
@@ -56,6 +61,8 @@ class SegmentStores:
 
     def items(self, labels: Sequence[int], with_abc: bool = False) -> dict[int, tuple[str, dict, str | None]]:
         found: dict[int, tuple[str, dict, str | None]] = {}
-        for store in self.stores:
-            found |= store.items(labels, with_abc)
+        labels = np.asarray(labels, dtype=np.int64)
+        which = np.searchsorted(self._starts, labels, side="right") - 1
+        for i in np.unique(which):
+            found |= self.stores[i].items(labels[which == i].tolist(), with_abc)
         return found
