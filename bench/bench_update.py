@@ -259,7 +259,7 @@ def print_tables(results: dict) -> None:
             " / ".join(f"{q[p]['p50_ms']}/{q[p]['p99_ms']}" for p in ("before", "during", "after") if p in q),
             live["served_after_manifest_s"],
         )
-    print()
+    print(f"\n(a child process's imports alone peak at {results['child_baseline_rss_mib']} MiB)\n")
     row("index", "segments", "deleted rows", "recall@10", "p50 / p99 ms")
     row(*["---"] * 5)
     rows = [(f"{r['size']:,} {name}", s) for r in results["sizes"] for name, s in r["quality"].items()]
@@ -300,6 +300,7 @@ def main() -> None:
     args.sigma = noise_scale(base, args.noise)
     model_hash = encoder.model_hash if encoder else "bench" * 8
     results: dict = {"base": origin, "cpus": multiprocessing.cpu_count(), "sizes": []}
+    results["child_baseline_rss_mib"] = round(in_child(time.sleep, 0)[1])  # imports alone: in every peak
     for size in args.sizes:
         results["sizes"].append(bench_size(size, base, abcs, args, model_hash))
         print(json.dumps(results["sizes"][-1], indent=2), flush=True)
