@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import resource
 import shutil
 import subprocess
 import sys
@@ -49,9 +48,15 @@ NARROW = "source = bench/7.abc"  # one base tune's replicas: answered by exact s
 def _child(queue, fn, args, options) -> None:
     started = time.perf_counter()
     result = fn(*args, **options)
-    queue.put(
-        (time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, result)
-    )
+    queue.put((time.perf_counter() - started, peak_rss_mib(), result))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS since it started (VmHWM: ru_maxrss keeps the forking parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def in_child(fn, *args, **options) -> tuple[float, float, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from indexer.layout import recorded_checksum
 from indexer.segment_writer import SPACE, HnswSettings, write_segment
 from indexer.shards import iter_shard_batches, shard_files, shards_metadata
 from indexer.supersede import read_superseded
@@ -83,8 +84,11 @@ def update_index(
     kept, merged = specs[:1], specs[1:]
     if not new or len(specs) < MAX_SEGMENTS:
         kept, merged = specs, []
-    wanted = new | {i for i, label in live.items() if i in target and _within(label, merged)}
-    deleted = deleted[~_within(deleted, merged)]
+    wanted = set(new)
+    if merged:
+        kept_labels = _within(np.fromiter(live.values(), dtype=np.int64, count=len(live)), merged)
+        wanted |= {i for i, inside in zip(live, kept_labels, strict=True) if inside and i in target}
+        deleted = deleted[~_within(deleted, merged)]
     generation = manifest.get("generation", 0) + 1
     _remove_unlisted(out_dir, manifest)
     segments = [_entry(spec) for spec in kept[1:]]
@@ -122,8 +126,12 @@ def update_index(
 
 
 def shard_entries(shard_rows: Mapping[Path, int]) -> list[dict[str, Any]]:
-    """The manifest's record of the shards it was built from: name, sha256, rows."""
-    return [{"file": f.name, "sha256": file_sha256(f), "rows": n} for f, n in shard_rows.items()]
+    """The manifest's record of the shards it was built from: name, sha256, rows.
+
+    The sha256 is the one recorded beside each shard, which every build checks the shard against as it
+    reads it (indexer.layout.verify_checksum): hashing the shards again would cost a read of them all.
+    """
+    return [{"file": f.name, "sha256": recorded_checksum(f), "rows": n} for f, n in shard_rows.items()]
 
 
 def _same_recipe(
@@ -157,9 +165,9 @@ def _ids_by_file(files: list[Path]) -> dict[Path, set[str]]:
     }
 
 
-def _within(labels: Any, specs: list[SegmentSpec]) -> Any:
-    """Whether a label (or each of an array of labels) lies in one of the segments."""
-    inside = np.zeros(np.shape(labels), dtype=bool)
+def _within(labels: np.ndarray, specs: list[SegmentSpec]) -> np.ndarray:
+    """Whether each label lies in one of the segments."""
+    inside = np.zeros(len(labels), dtype=bool)
     for spec in specs:
         inside |= (labels >= spec.first_label) & (labels < spec.first_label + spec.rows)
     return inside
