@@ -61,6 +61,7 @@ bench: demo
 	$(PY) bench/bench_serving.py --index build/bench/n1000000/index --mix search:1 --requests 2000
 	$(PY) bench/bench_query.py --index build/index --index build/bench/n1000000/index --runs 3
 	$(PY) bench/bench_ann.py --base-shards build/shards --sizes 100000 --noise 1
+	$(PY) bench/bench_update.py --base-shards build/shards --model $(MODEL) --sizes 100000,1000000 --noise 1
 	$(PY) bench/bench_formats.py
 	$(PY) bench/bench_search_quality.py --index build/index
 

@@ -42,7 +42,7 @@ from bench_index import (  # noqa: E402
     summary,
 )
 
-from indexer.index_build import SPACE  # noqa: E402
+from indexer.segment_writer import SPACE  # noqa: E402
 from runtime.search.hits import exact_top_k  # noqa: E402
 
 try:

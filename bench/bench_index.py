@@ -109,7 +109,8 @@ def replicas(
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), which
 
 
-def write_shards(out: Path, base, abcs, size, args, model_hash, rng) -> None:
+def write_shards(out: Path, base, abcs, size, args, model_hash, rng, first: int = 0) -> None:
+    """`size` replicas as shards (after any in `out`), with ids t{first}, t{first + 1}, ..."""
     schema = shard_schema(base.shape[1], args.dtype, model_hash, "bench")
     writer = ShardWriter(out, schema, shard_rows=50_000)
     meters = ["6/8", "2/4", "3/4", "4/4", "9/8"]
@@ -118,11 +119,11 @@ def write_shards(out: Path, base, abcs, size, args, model_hash, rng) -> None:
         x, which = replicas(base, n, args.sigma, rng)
         records = [
             TuneRecord(
-                f"t{start + i}",
+                f"t{first + start + i}",
                 f"bench/{w}.abc",
-                start + i,
+                first + start + i,
                 abcs[w],
-                {"title": f"tune {start + i}", "meter": meters[w % len(meters)]},
+                {"title": f"tune {first + start + i}", "meter": meters[w % len(meters)]},
             )
             for i, w in enumerate(which)
         ]
@@ -190,11 +191,12 @@ def bench_size(size: int, base, abcs, args, encoder) -> dict:
     truth = [{h.id for h in hits} for hits in index.search_vectors(queries, 10, exact=True)]
     result["hnsw"] = []
     for ef in args.ef:
-        index.graph.set_ef(ef)  # single-threaded benchmark: safe here
+        graph = index.segments[0].graph
+        graph.set_ef(ef)  # single-threaded benchmark: safe here
         found = [index.search_vectors(q, 10)[0] for q in queries]
         recall = np.mean([len({h.id for h in hits} & t) / 10 for hits, t in zip(found, truth, strict=True)])
         api_ms = latencies_ms(lambda q: index.search_vectors(q, 10), queries)
-        raw_ms = latencies_ms(lambda q: index.graph.knn_query(q, k=10, num_threads=1), queries)
+        raw_ms = latencies_ms(lambda q, graph=graph: graph.knn_query(q, k=10, num_threads=1), queries)
         result["hnsw"].append(
             {
                 "ef": ef,
@@ -218,7 +220,7 @@ def bench_size(size: int, base, abcs, args, encoder) -> dict:
         "batch32_per_query_ms": round(float(batch_ms.mean()) / 32, 3),
     }
     if encoder is not None:
-        index.graph.set_ef(args.ef[len(args.ef) // 2])
+        index.segments[0].graph.set_ef(args.ef[len(args.ef) // 2])
         texts = TEXT_QUERIES * 5
         result["text_query_end_to_end"] = summary(latencies_ms(index.search_text, texts))
     if not args.keep:

@@ -1,54 +1,40 @@
-"""Shards -> index dir: an hnswlib graph (inner product over normalised vectors), items.sqlite, vectors.npy.
+"""Shards -> index dir: hnswlib graphs (inner product over normalised vectors), items.sqlite, vectors.npy.
 
-Rows stream from the shards batch by batch, so memory holds the graph, not the corpus. The index dir
-is built beside --out under the out dir's lock and swapped in when complete (runtime.storage.dirs), so
-a kill, a full disk or a second build never leaves half an index or replaces a dir that is not one.
+A full build writes one segment of every row (indexer.segment_writer) beside --out, under the out dir's
+lock, and swaps it in when complete (runtime.storage.dirs), so a kill, a full disk or a second build
+never leaves half an index or replaces a dir that is not one. A build over an index of the same shards
+dir updates it instead (indexer.index_update).
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-import hnswlib
 import numpy as np
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
+from indexer.index_update import shard_entries, update_index
 from indexer.layout import in_old_layout, migrate_layout
-from indexer.shards import (
-    embeddings_matrix,
-    iter_shard_batches,
-    shard_files,
-    shard_ids,
-    shards_metadata,
-    shards_provenance,
-)
+from indexer.segment_writer import SPACE, HnswSettings, write_segment
+from indexer.shards import shard_files, shard_ids, shards_metadata, shards_provenance
 from indexer.supersede import read_superseded
-from runtime.model.encoder import Encoder, available_cores
-from runtime.model.modeldir import CONFIG_FILE, file_sha256, verify_model_dir
+from runtime.model.encoder import Encoder
+from runtime.model.modeldir import CONFIG_FILE, verify_model_dir
 from runtime.search.calibration import calibrate
 from runtime.search.index import (
-    HNSW_FILE,
     INDEX_FILES,
-    ITEMS_FILE,
     MANIFEST_FILE,
     VECTORS_FILE,
     ModelMismatchError,
     model_dir_candidates,
 )
-from runtime.search.items import SHARD_COLUMNS, ItemWriter, item_row
 from runtime.storage.dirs import INDEX, building_dir, prepare_out_dir, replace_dir
 from runtime.storage.integrity import file_entries
 from runtime.storage.lock import exclusive
-
-VECTOR_DTYPE = np.dtype("<f4")
-SPACE = "ip"  # inner product = cosine on L2-normalised vectors
-READ_COLUMNS = [*SHARD_COLUMNS, "embedding"]
 
 
 def build_index(
@@ -62,25 +48,31 @@ def build_index(
     batch_size: int = 8192,
     seed: int = 100,
     progress: bool = False,
+    full: bool = False,
 ) -> dict[str, Any]:
-    """Build an index dir from a shards dir and return its manifest.
+    """Build an index dir from a shards dir, or bring the one at `out_dir` up to date; return its manifest.
 
-    `model_dir` (recorded so queries default to it) must hold the model that made the shards; without
-    it, the model dir the shards record is inherited, else a default one ($CLAMP_MODEL, build/model) that
-    is that model. Duplicate ids (the same tune embedded twice) are indexed once; rows superseded since
-    (their file changed: indexer.supersede) are left out.
+    An index built from the same shards dir with the same model and settings is updated in place
+    (indexer.index_update: a segment for the new rows, deletions for rows gone), unless `full` or too
+    many deleted rows call for a rebuild. `model_dir` (recorded so queries default to it) must hold the
+    model that made the shards; without it, the model dir the shards record is inherited, else a default
+    one ($CLAMP_MODEL, build/model) that is that model. Duplicate ids (the same tune embedded twice) are
+    indexed once; rows superseded since (their file changed: indexer.supersede) are left out.
     """
     shards_dir, out_dir = Path(shards_dir), Path(out_dir)
+    hnsw = HnswSettings(m, ef_construction, num_threads, seed)
     if in_old_layout(shards_dir):
         with exclusive(shards_dir, "clamp index build (moving the shards dir to its current layout)"):
             migrate_layout(shards_dir)
     with exclusive(out_dir, "clamp index build"):
-        prepare_out_dir(out_dir, INDEX, replacing=True)
+        found = prepare_out_dir(out_dir, INDEX, replacing=True)
+        if found.kind == INDEX and not full:
+            updated = update_index(shards_dir, out_dir, hnsw, model_dir, batch_size, progress)
+            if updated is not None:
+                return updated
         tmp = building_dir(out_dir)
         try:
-            manifest = _build(
-                shards_dir, tmp, model_dir, m, ef_construction, num_threads, batch_size, seed, progress
-            )
+            manifest = _build(shards_dir, tmp, model_dir, hnsw, batch_size, progress)
             replace_dir(tmp, out_dir, INDEX)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)  # a failed build (a full disk) keeps nothing half-written
@@ -91,14 +83,11 @@ def _build(
     shards_dir: Path,
     tmp: Path,
     model_dir: str | Path | None,
-    m: int,
-    ef_construction: int,
-    num_threads: int | None,
+    hnsw: HnswSettings,
     batch_size: int,
-    seed: int,
     progress: bool,
 ) -> dict[str, Any]:
-    """Build the index's files and manifest in the empty dir `tmp`."""
+    """Build the index's files and manifest in the empty dir `tmp`: one segment of every row."""
     started = time.perf_counter()
     files = shard_files(shards_dir)
     model = shards_metadata(shards_dir)  # refuses shards of mixed models
@@ -110,45 +99,12 @@ def _build(
     recorded_model_dir = _matching_model_dir(model["model_hash"], model_dir, provenance["model_dir"])
     dim = int(model["dim"])
     superseded = set(read_superseded(shards_dir))
-    pending_ids = shard_ids(shards_dir) - superseded
-    superseded_rows = 0
-    count = len(pending_ids)
+    wanted = shard_ids(shards_dir) - superseded
+    count = len(wanted)
     shard_rows = {f: pq.read_metadata(f).num_rows for f in files}
-    rows = sum(shard_rows.values())
-
-    graph = hnswlib.Index(space=SPACE, dim=dim)
-    graph.init_index(max_elements=count, ef_construction=ef_construction, M=m, random_seed=seed)
-    # float32 even from float16 shards: numpy's float16 -> float32 conversion would dominate exact search
-    vectors = _vectors_file(tmp / VECTORS_FILE, count, dim)
-    items = ItemWriter(tmp / ITEMS_FILE)
-    label = 0
-    with tqdm(total=rows, unit="tune", desc="indexing", disable=not progress) as bar:
-        for batch in iter_shard_batches(shards_dir, columns=READ_COLUMNS, batch_size=batch_size):
-            keep = []
-            for i, item_id in enumerate(batch.column("id").to_pylist()):
-                if item_id in pending_ids:  # first sighting: later duplicates are skipped
-                    pending_ids.discard(item_id)
-                    keep.append(i)
-                else:
-                    superseded_rows += item_id in superseded
-            bar.update(batch.num_rows)
-            if not keep:
-                continue
-            embeddings = embeddings_matrix(batch)[keep]
-            embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)  # unit again after float16
-            labels = np.arange(label, label + len(keep))
-            graph.add_items(embeddings, labels, num_threads=num_threads or available_cores())
-            vectors.write(
-                np.ascontiguousarray(embeddings, dtype=VECTOR_DTYPE).tobytes()
-            )  # rows in label order
-            columns = [batch.column(c).to_pylist() for c in READ_COLUMNS[:-1]]
-            items.add(
-                item_row(int(lab), *(col[i] for col in columns)) for lab, i in zip(labels, keep, strict=True)
-            )
-            label += len(keep)
-    _save_graph(graph, tmp / HNSW_FILE)
-    vectors.close()
-    items.finish()
+    written = write_segment(
+        files, tmp, wanted, 0, dim, hnsw, superseded=superseded, batch_size=batch_size, progress=progress
+    )
     calibration = _calibration(recorded_model_dir, tmp / VECTORS_FILE)
 
     manifest = {
@@ -157,17 +113,17 @@ def _build(
         "model_name": model["model_name"],
         "model_dir": recorded_model_dir,
         "count": count,
-        "duplicates_skipped": rows - count - superseded_rows,
-        "superseded_skipped": superseded_rows,
+        "duplicates_skipped": sum(shard_rows.values()) - count - written.superseded_rows,
+        "superseded_skipped": written.superseded_rows,
         "dim": dim,
         "space": SPACE,
-        "M": m,
-        "ef_construction": ef_construction,
+        "M": hnsw.m,
+        "ef_construction": hnsw.ef_construction,
         "calibration": calibration,
         "build_seconds": round(time.perf_counter() - started, 3),
         "shards_dir": str(shards_dir.resolve()),
         "corpus_roots": provenance["corpus_roots"],
-        "shards": [{"file": f.name, "sha256": file_sha256(f), "rows": n} for f, n in shard_rows.items()],
+        "shards": shard_entries(shard_rows),
         "files": file_entries(
             tmp, list(INDEX_FILES)
         ),  # what Index.open checks: sizes, sha256 on a full check
@@ -205,30 +161,3 @@ def _matching_model_dir(
 
 def _model_hash(model_dir: Path) -> str:
     return verify_model_dir(model_dir)["model_hash"]
-
-
-def _vectors_file(path: Path, count: int, dim: int) -> BinaryIO:
-    """vectors.npy opened for its rows in order: plain writes, so a full disk is an OSError.
-
-    (Writing through a memory map, as this once did, turns a full disk into a SIGBUS that kills the process.)
-    """
-    handle = open(path, "wb")
-    header = {
-        "descr": np.lib.format.dtype_to_descr(VECTOR_DTYPE),
-        "fortran_order": False,
-        "shape": (count, dim),
-    }
-    np.lib.format.write_array_header_1_0(handle, header)
-    return handle
-
-
-def _save_graph(graph: hnswlib.Index, path: Path) -> None:
-    """Save the graph, refusing a short file: hnswlib does not report failed writes (a full disk)."""
-    graph.save_index(str(path))
-    written, expected = path.stat().st_size, graph.index_file_size()
-    if written != expected:
-        raise OSError(
-            errno.ENOSPC,
-            f"wrote {written} of {expected} bytes of the graph: No space left on device",
-            str(path),
-        )

@@ -50,8 +50,20 @@ def index() -> None:
     help="HNSW build-time beam: more = better graph, slower build.",
 )
 @click.option("--threads", default=None, type=InRange(THREADS), help="Build threads [default: all cores].")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Rebuild from every row even where the index at --out could be updated (a compaction: one "
+    "segment, no deleted rows, calibration measured again).",
+)
 def build(
-    shards_dir: str, out_dir: str, model_dir: str | None, m: int, ef_construction: int, threads: int | None
+    shards_dir: str,
+    out_dir: str,
+    model_dir: str | None,
+    m: int,
+    ef_construction: int,
+    threads: int | None,
+    full: bool,
 ) -> None:
     """Build an index dir from SHARDS_DIR (written by `clamp embed`).
 
@@ -62,6 +74,11 @@ def build(
     they were embedded (their file changed) are left out. An existing index at --out is replaced once
     the new one is complete; any other non-empty --out (a model dir, another program's files) is
     refused.
+
+    An index at --out built from the same SHARDS_DIR, model and HNSW settings is updated instead: the
+    rows added since become a new segment and rows whose files changed are deleted, in one atomic
+    swap of its manifest.json that a running `clamp serve` picks up. Past 20% deleted rows it is
+    rebuilt; past 8 segments the added ones are merged.
     """
     from indexer.index_build import build_index
 
@@ -74,10 +91,18 @@ def build(
             ef_construction=ef_construction,
             num_threads=threads,
             progress=True,
+            full=full,
         )
     except (ValueError, OSError) as err:  # mixed shards, another model, no shards, --out taken
         raise click.ClickException(str(err)) from err
     took = manifest["build_seconds"]
+    if "update" in manifest:
+        update, segments = manifest["update"], 1 + len(manifest.get("segments", []))
+        click.echo(
+            f"updated {out_dir}: +{update['added']} -{update['deleted']} tunes in {took:.1f} s, now "
+            f"{manifest['count']} tunes in {segments} segment(s), generation {manifest['generation']}"
+        )
+        return
     click.echo(f"indexed {manifest['count']} tunes ({manifest['dim']}-d) in {took:.1f} s -> {out_dir}")
     if manifest["superseded_skipped"]:
         click.echo(f"left out {manifest['superseded_skipped']} superseded row(s) (their files changed since)")

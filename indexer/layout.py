@@ -50,19 +50,27 @@ def stage_checksum(path: Path, digest: str) -> Path:
     return staging
 
 
+def recorded_checksum(path: Path) -> str | None:
+    """The sha256 recorded when the file was written ("" if its checksum file is empty; None: none)."""
+    sidecar = checksum_file(path)
+    if not sidecar.is_file():
+        return None
+    recorded = sidecar.read_text().split(maxsplit=1)
+    return recorded[0] if recorded else ""
+
+
 def verify_checksum(path: Path) -> None:
     """Raise ShardError unless the file's bytes have the sha256 recorded when it was written.
 
     A file without a recorded sha256 is refused too: nothing would tell a swapped file from ours.
     """
-    sidecar = checksum_file(path)
-    where = f"{CHECKSUMS_DIR}/{sidecar.name}"
-    if not sidecar.is_file():
+    where = f"{CHECKSUMS_DIR}/{checksum_file(path).name}"
+    recorded = recorded_checksum(path)
+    if recorded is None:
         raise ShardError(
             f"{path} has no checksum ({where}): it was not written whole by `clamp embed`; {REDO}"
         )
-    recorded = sidecar.read_text().split(maxsplit=1)
-    if not recorded or file_sha256(path) != recorded[0]:
+    if not recorded or file_sha256(path) != recorded:
         raise ShardError(
             f"{path} does not match its sha256 in {where}: it changed after it was written; {REDO}"
         )

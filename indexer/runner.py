@@ -305,7 +305,8 @@ def _locked_run(
     writer = open_shards_dir(out_dir, encoder, options, found)
     stats = RunStats(ignored=found.ignored)
     sources = [source_path(f) for f in files]
-    done_ids, stored = stored_ids(out_dir, sources)
+    folders = [os.path.realpath(spec) for spec in inputs if os.path.isdir(spec)]
+    done_ids, stored = stored_ids(out_dir, sources, folders)  # with the files deleted from `folders`
     intake = Intake(stats, writer, done_ids, failure_keys(out_dir), options.chunk_tunes, sources)
     counted = time.perf_counter()
     total = None if options.quiet else count_items(files, options.columns)  # for the bar's total and ETA
@@ -317,7 +318,9 @@ def _locked_run(
         progress.total = max(stats.settled, progress.n)  # the count was an estimate: end the bar at 100%
         run.show_progress()
         start = time.perf_counter()
-        stats.changed_files, stats.superseded_rows = supersede(out_dir, stored, intake.current_ids())
+        deleted = {source: set() for source in stored.keys() - set(sources)}  # yield no ids now
+        current = intake.current_ids() | deleted
+        stats.changed_files, stats.superseded_rows = supersede(out_dir, stored, current)
         stats.seconds["write"] += time.perf_counter() - start
         stats.status = "complete"
     except BaseException as err:

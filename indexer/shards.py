@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,10 +224,11 @@ def error_files(shards_dir: str | Path) -> list[Path]:
 
 
 def iter_shard_batches(
-    shards_dir: str | Path, columns: list[str] | None = None, batch_size: int = 65536
+    shards: str | Path | Sequence[Path], columns: list[str] | None = None, batch_size: int = 65536
 ) -> Iterator[pa.RecordBatch]:
-    """Stream the rows of all shards (optionally only some columns) as record batches, in shard order."""
-    for path in shard_files(shards_dir):
+    """Stream the rows of a dir's shards, or of the shard files given (optionally only some columns) as
+    record batches, in shard order."""
+    for path in shard_files(shards) if isinstance(shards, str | Path) else shards:
         verify_checksum(path)
         with named_if_damaged(path):
             shard = pq.ParquetFile(path, page_checksum_verification=True)

@@ -2,12 +2,14 @@
 
 A tune's id derives from its source, index and content, so an edited file yields new ids and its new
 tunes are embedded beside the old rows. At the end of a complete run, every row of a file read in that
-run whose id the file no longer yields is listed in SHARDS_DIR/_superseded.pq; `index build` leaves
-those rows out. The list is recomputed for every file a run reads, so a file changed back revives its ids.
+run whose id the file no longer yields is listed in SHARDS_DIR/_superseded.pq, and so is every row of a
+file under a folder the run read that no longer exists (deleted since); `index build` leaves those rows
+out. The list is recomputed for every file a run reads, so a file changed back revives its ids.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -37,14 +39,22 @@ def write_superseded(shards_dir: str | Path, superseded: Mapping[str, str]) -> N
     write_atomic(table, Path(shards_dir) / SUPERSEDED_FILE)
 
 
-def stored_ids(shards_dir: str | Path, sources: Iterable[str]) -> tuple[set[str], dict[str, set[str]]]:
-    """Ids of every row in the shards (what a resumed run skips), and by source those of these sources."""
+def stored_ids(
+    shards_dir: str | Path, sources: Iterable[str], folders: Iterable[str] = ()
+) -> tuple[set[str], dict[str, set[str]]]:
+    """Ids of every row in the shards (what a resumed run skips), and by source those of these sources
+    and of the sources under `folders` (canonical paths) that no longer exist."""
     every: set[str] = set()
     of_source: dict[str, set[str]] = {source: set() for source in sources}
+    prefixes = tuple(folder.rstrip("/") + "/" for folder in folders)
+    gone: dict[str, bool] = {}
     for batch in iter_shard_batches(shards_dir, columns=["id", "source"]):
         ids, row_sources = batch.column("id").to_pylist(), batch.column("source").to_pylist()
         every.update(ids)
         for item_id, source in zip(ids, row_sources, strict=True):
+            if source not in of_source and source.startswith(prefixes):
+                if gone.setdefault(source, not os.path.lexists(source)):
+                    of_source[source] = set()
             if source in of_source:
                 of_source[source].add(item_id)
     return every, of_source

@@ -79,13 +79,14 @@ if job == "embed":
     embed_corpus(inputs, SlowEncoder(Encoder.open(model)), out, options)
 else:
     import indexer.index_build as index_build
-    add, batches = index_build.ItemWriter.add, []
+    import indexer.segment_writer as segment_writer
+    add, batches = segment_writer.ItemWriter.add, []
     def slow_add(self, rows):
         add(self, rows)
         batches.append(1)
         Path(f"{marker}.batch{len(batches)}").touch()  # progress the test can see
         time.sleep(0.02)
-    index_build.ItemWriter.add = slow_add
+    segment_writer.ItemWriter.add = slow_add
     rename = Path.rename
     def stopping_rename(self, target):
         result = rename(self, target)

@@ -115,7 +115,7 @@ def test_index_build_on_a_full_disk_fails_in_one_line_at_every_stage(setup, tmp_
 VECTORS_ON_A_FULL_DISK = """
 import sys
 import numpy as np
-from indexer.index_build import _vectors_file
+from indexer.segment_writer import _vectors_file
 rows = np.ones((4096, 64), dtype="<f4")
 with _vectors_file(__import__("pathlib").Path(sys.argv[1]), 64 * 4096, 64) as vectors:
     for _ in range(64):

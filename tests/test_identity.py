@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,6 +28,7 @@ from indexer.shards import (
 )
 from runtime.model.encoder import Encoder
 from runtime.music.abc import split_tunes, tune_id
+from runtime.search.index import Index
 
 FILES = ("oneills1850/0721-0730.abc", "oneills1850/1116-1135_mh.abc")  # 10 jigs, 20 slip jigs
 
@@ -67,8 +67,9 @@ def stored_ids(shards_dir: Path) -> list[str]:
 
 
 def indexed_ids(index_dir: Path) -> list[str]:
-    with sqlite3.connect(index_dir / "items.sqlite") as conn:
-        return [row[0] for row in conn.execute("SELECT id FROM items")]
+    """The id of every item the index answers with (over all its segments, none of its deleted rows)."""
+    index = Index.open(index_dir)
+    return [hit.id for hit in index.search_vectors(index.vectors[0], len(index), exact=True)[0]]
 
 
 def test_one_id_per_tune_however_its_path_is_spelled(model_dir, tmp_path, monkeypatch):

@@ -25,9 +25,9 @@ SHARD_ROWS = 8
 # so that it is surely still writing when the test starts a second writer.
 SLOW_CLAMP = """
 import sys, time
-import indexer.shards, indexer.index_build
+import indexer.shards, indexer.segment_writer
 from runtime.cli import main
-write_atomic, add = indexer.shards.write_atomic, indexer.index_build.ItemWriter.add
+write_atomic, add = indexer.shards.write_atomic, indexer.segment_writer.ItemWriter.add
 def slow_write(table, path):
     write_atomic(table, path)
     time.sleep(0.2)
@@ -35,7 +35,7 @@ def slow_add(self, rows):
     add(self, rows)
     time.sleep(0.2)
 indexer.shards.write_atomic = slow_write
-indexer.index_build.ItemWriter.add = slow_add
+indexer.segment_writer.ItemWriter.add = slow_add
 main(sys.argv[1:])
 """
 

@@ -1,34 +1,48 @@
-"""Queries over an index dir (hnswlib graph + items.sqlite + vectors.npy), thread-safe and torch-free."""
+"""Queries over an index dir (segments: hnswlib graph, items.sqlite, vectors.npy), thread-safe, torch-free."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import hnswlib
 import numpy as np
 
 from runtime.model.modeldir import CONFIG_FILE
 from runtime.search import planner
 from runtime.search.errors import REBUILD, IndexDirError
 from runtime.search.filters import Filter, parse_filter
-from runtime.search.hits import Hit, exact_top_k
+from runtime.search.generation import (
+    SegmentSpec,
+    manifest_signature,
+    read_deleted,
+    read_manifest,
+    segment_specs,
+)
+from runtime.search.hits import Hit
 from runtime.search.hybrid import text_search
 from runtime.search.items import ItemStore
 from runtime.search.keys import DEFAULT_TEMPLATE, Embedder, classify, classify_vector, read_music
 from runtime.search.limits import EF, K, require_text
 from runtime.search.masks import FilterMasks
-from runtime.storage.integrity import check_files, listed_files
+from runtime.search.segments import (
+    HNSW_FILE,
+    INDEX_FILES,
+    ITEMS_FILE,
+    MANIFEST_FILE,
+    VECTORS_FILE,
+    LabelVectors,
+    Segment,
+    load_segment,
+    merge_top_k,
+    segment_nearest,
+    split_labels,
+)
+from runtime.search.stores import SegmentStores
 
-MANIFEST_FILE = "manifest.json"
-HNSW_FILE = "index.hnsw"
-ITEMS_FILE = "items.sqlite"
-VECTORS_FILE = "vectors.npy"
-INDEX_FILES = (HNSW_FILE, ITEMS_FILE, VECTORS_FILE)
+__all__ = ["HNSW_FILE", "INDEX_FILES", "ITEMS_FILE", "MANIFEST_FILE", "VECTORS_FILE", "read_manifest"]
 DEFAULT_MODEL_DIR = Path("build/model")
 DEFAULT_EF = 128
 DEFAULT_FACET_FIELDS = ("key", "meter", "rhythm", "origin", "collection")
@@ -36,6 +50,7 @@ DEFAULT_FACET_TOP = 20
 MAX_FACET_TOP = 1000
 MAX_FACET_FIELDS = 16
 FACET_CACHE_SIZE = 64  # facet answers kept per open index (by fields, filter, top)
+OPEN_RETRIES = 3  # opens that found the generation they read replaced mid-way (by an update) try again
 
 
 class ModelMismatchError(ValueError):
@@ -44,21 +59,6 @@ class ModelMismatchError(ValueError):
 
 class UnknownItemError(KeyError):
     """No item has the id asked for."""
-
-
-def read_manifest(index_dir: str | Path) -> dict[str, Any]:
-    path = Path(index_dir) / MANIFEST_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: is {index_dir} an index dir? Build one with `clamp index build`"
-        )
-    try:
-        manifest = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise IndexDirError(f"{path} is not valid JSON ({err}): the index dir is damaged; {REBUILD}") from err
-    if not isinstance(manifest, dict):
-        raise IndexDirError(f"{path} is not a JSON object: the index dir is damaged; {REBUILD}")
-    return manifest
 
 
 def model_dir_candidates(index_manifest: dict[str, Any] | None = None) -> list[Path]:
@@ -117,6 +117,14 @@ def check_index_model(directory: Path, manifest: dict[str, Any], encoder: Embedd
         )
 
 
+def check_manifest_keys(directory: Path, manifest: dict[str, Any]) -> None:
+    """Raise IndexDirError unless the manifest has the keys every query reads, of their types."""
+    for key, kind in (("model_hash", str), ("count", int), ("dim", int), ("space", str)):
+        if not isinstance(manifest.get(key), kind):
+            where = directory / MANIFEST_FILE
+            raise IndexDirError(f"{where} has no valid {key!r}: the index dir is damaged; {REBUILD}")
+
+
 def missing_model_error(directory: Path, manifest: dict[str, Any]) -> FileNotFoundError:
     """Why an index cannot encode queries: its model was not found, and where it was looked for."""
     looked = ", ".join(map(str, model_dir_candidates(manifest)))
@@ -130,26 +138,45 @@ class Index:
     """A built index, ready for text, music and vector queries from any number of threads."""
 
     def __init__(
-        self, directory: Path, manifest: dict[str, Any], encoder: Embedder | None, ef: int = DEFAULT_EF
+        self,
+        directory: Path,
+        manifest: dict[str, Any],
+        encoder: Embedder | None,
+        ef: int = DEFAULT_EF,
+        *,
+        specs: Sequence[SegmentSpec] | None = None,
+        reuse: Sequence[Segment] = (),
     ):
+        """Load the generation `manifest` describes (its segments `specs`, checked by Index.open); segments
+        in `reuse` (an older generation's) of equal files are shared, not loaded again."""
         self.directory = directory
         self.manifest = manifest
         self.encoder = encoder
-        self.items = ItemStore(directory / ITEMS_FILE)
-        count, dim = manifest["count"], manifest["dim"]
-        self.masks = FilterMasks(self.items, count)
-        try:
-            self.vectors = np.load(directory / VECTORS_FILE, mmap_mode="r")
-            self.graph = hnswlib.Index(space=manifest["space"], dim=dim)
-            self.graph.load_index(str(directory / HNSW_FILE), max_elements=count)
-        except (ValueError, RuntimeError, OSError) as err:
-            raise IndexDirError(f"{directory}: cannot load its vectors or graph ({err}); {REBUILD}") from err
-        if self.vectors.shape != (count, dim) or self.graph.get_current_count() != count:
-            raise IndexDirError(
-                f"{directory}: {VECTORS_FILE} holds {self.vectors.shape}, {HNSW_FILE} "
-                f"{self.graph.get_current_count()} items, {MANIFEST_FILE} says {count} x {dim}; {REBUILD}"
+        self.ef = ef
+        dim, space = manifest["dim"], manifest["space"]
+        loaded = {segment.key: segment for segment in reuse}
+        self.segments: list[Segment] = []
+        for spec in segment_specs(directory, manifest, False) if specs is None else specs:
+            where = (os.stat(spec.directory).st_ino, spec.first_label, spec.rows, spec.fingerprint)
+            key = (*where, dim, space, ef)
+            segment = loaded.get(key) or load_segment(
+                spec.directory, spec.first_label, spec.rows, dim, space, EF.check(ef), key
             )
-        self.graph.set_ef(EF.check(ef))  # only here: set_ef races with concurrent queries
+            self.segments.append(segment)
+        self.dead = read_deleted(directory, manifest)
+        stores = [
+            ItemStore(s.directory / ITEMS_FILE, share)
+            for s, share in zip(self.segments, split_labels(self.segments, self.dead), strict=True)
+        ]
+        starts = [segment.first_label for segment in self.segments]
+        self.items: ItemStore | SegmentStores = (
+            stores[0] if len(stores) == 1 else SegmentStores(stores, starts)
+        )
+        self.vectors = self.segments[0].vectors if len(self.segments) == 1 else LabelVectors(self.segments)
+        self.masks = [  # filters as masks over each segment's rows, for the filter planner
+            FilterMasks(store, len(segment.vectors), segment.first_label)
+            for store, segment in zip(stores, self.segments, strict=True)
+        ]
         self._facets: dict[tuple, dict[str, list[tuple[str, int]]]] = {}
 
     @classmethod
@@ -162,6 +189,7 @@ class Index:
         ef: int = DEFAULT_EF,
         full_check: bool = False,
         precision: str = "auto",
+        reuse: Sequence[Segment] = (),
     ) -> Index:
         """Open an index with its model (default: the manifest's model dir, $CLAMP_MODEL, build/model).
 
@@ -169,24 +197,26 @@ class Index:
         differs from the index's raises ModelMismatchError. Files are checked against the manifest (sizes;
         with `full_check` also the sha256 of the index's and the model's files): IndexDirError names a
         damaged one. `precision` picks the encoder graphs (runtime.model.encoder.resolve_precisions).
+        `reuse`: segments of an open generation of this index, shared where this one lists them too.
         """
         directory = Path(directory)
-        manifest = read_manifest(directory)
-        where = directory / MANIFEST_FILE
-        check_files(
-            directory,
-            listed_files(manifest, where, INDEX_FILES, REBUILD, IndexDirError),
-            full_check,
-            REBUILD,
-            IndexDirError,
-        )
-        for key, kind in (("model_hash", str), ("count", int), ("dim", int), ("space", str)):
-            if not isinstance(manifest.get(key), kind):
-                raise IndexDirError(f"{where} has no valid {key!r}: the index dir is damaged; {REBUILD}")
-        if encoder is None:
-            encoder = index_model(directory, manifest, model_dir, precision=precision, full_check=full_check)
-        check_index_model(directory, manifest, encoder)
-        return cls(directory, manifest, encoder, ef)
+        attempt = 0
+        while True:
+            attempt += 1
+            signature = manifest_signature(directory)
+            try:
+                manifest = read_manifest(directory)
+                specs = segment_specs(directory, manifest, full_check)
+                check_manifest_keys(directory, manifest)
+                if encoder is None:
+                    encoder = index_model(
+                        directory, manifest, model_dir, precision=precision, full_check=full_check
+                    )
+                check_index_model(directory, manifest, encoder)
+                return cls(directory, manifest, encoder, ef, specs=specs, reuse=reuse)
+            except (IndexDirError, OSError):
+                if attempt == OPEN_RETRIES or manifest_signature(directory) == signature:
+                    raise  # damage, not an update that replaced what the generation read listed
 
     def __len__(self) -> int:
         return int(self.manifest["count"])
@@ -230,12 +260,20 @@ class Index:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         conditions = parse_filter(filter) if isinstance(filter, str) else filter
         if conditions is None:
-            return self._exact(queries, k) if exact else self._graph(queries, k)
-        passing = self.masks.mask(conditions)
-        if exact:
-            return planner.exact(self.vectors, passing, queries, k)
-        found = planner.search(self.graph, self.vectors, passing, queries, k)
-        return found.labels, found.scores
+            return self._live(queries, k, exact)
+        parts = []
+        for segment, masks in zip(self.segments, self.masks, strict=True):
+            passing = masks.mask(conditions)  # by the segment's rows; deleted rows never pass
+            if not passing.any():
+                continue
+            if exact:
+                parts.append(planner.exact(segment.vectors, passing, queries, k, segment.first_label))
+            else:
+                found = planner.search(
+                    segment.graph, segment.vectors, passing, queries, k, segment.first_label
+                )
+                parts.append((found.labels, found.scores))
+        return _merged(parts, len(queries), k)
 
     def search_text(
         self,
@@ -363,14 +401,33 @@ class Index:
             raise missing_model_error(self.directory, self.manifest)
         return self.encoder
 
-    def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores, rows = exact_top_k(queries, self.vectors[: len(self)], k)
-        return rows, scores
+    def _across(self, queries: np.ndarray, k: int, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The best k over every segment: each searched, then merged."""
+        parts = [
+            segment_nearest(segment.graph, segment.vectors, segment.first_label, queries, k, exact)
+            for segment in self.segments
+        ]
+        return _merged(parts, len(queries), k)
 
-    def _graph(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _live(self, queries: np.ndarray, k: int, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The best k items not deleted: the best k + some over every row, more until k remain live.
+
+        Graphs are shared between generations, so deleted rows are dropped here rather than marked in them.
+        """
+        rows = sum(len(segment.vectors) for segment in self.segments)
         k = min(k, len(self))
-        labels, distances = self.graph.knn_query(queries, k=k, num_threads=1 if len(queries) == 1 else -1)
-        return labels.astype(np.int64), 1.0 - distances  # space "ip": distance = 1 - inner product
+        fetch = k + min(len(self.dead), max(k, 16))
+        while True:
+            exact = exact or fetch >= rows  # a graph walk asked for all its rows may return fewer
+            labels, scores = self._across(queries, min(fetch, rows), exact)
+            if not len(self.dead):
+                return labels, scores
+            at = np.minimum(np.searchsorted(self.dead, labels), len(self.dead) - 1)
+            live = self.dead[at] != labels  # (np.isin costs ~10x this on a few dozen labels)
+            if (live.sum(axis=1) >= k).all() or exact and fetch >= rows:
+                keep = np.stack([np.flatnonzero(row)[:k] for row in live])
+                return np.take_along_axis(labels, keep, axis=1), np.take_along_axis(scores, keep, axis=1)
+            fetch *= 2
 
     def hits(self, labels: np.ndarray, scores: np.ndarray, with_abc: bool = False) -> list[list[Hit]]:
         """Hits (ids, metadata, ABC on request) for rows of labels and their scores."""
@@ -382,3 +439,12 @@ class Index:
             ]
             for row, srow in zip(labels.tolist(), scores, strict=True)
         ]
+
+
+def _merged(
+    parts: list[tuple[np.ndarray, np.ndarray]], queries: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Segments' (labels, scores) merged into the best k per query (none: empty rows)."""
+    if not parts:
+        return np.zeros((queries, 0), dtype=np.int64), np.zeros((queries, 0), dtype=np.float32)
+    return parts[0] if len(parts) == 1 else merge_top_k(parts, k)

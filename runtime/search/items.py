@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -35,10 +35,14 @@ CREATE TABLE items (
     {", ".join(f'"{c}" TEXT' for c in CANONICAL_FIELDS)}, meta TEXT, abc TEXT
 )"""
 _CREATE_INDEXES = "".join(f'CREATE INDEX items_{c} ON items("{c}" COLLATE NOCASE);' for c in FILTER_COLUMNS)
-# Keyword answers kept per open index (by query, k and filter): an index never changes once built, and the
-# few phrases most users type ("a reel in D") cost 5-40 ms of bm25 ranking each time on 13k items.
+# Keyword answers kept per open store (by query, k and filter): a store's file never changes once written
+# (an update adds a segment and a new generation), and the few phrases most users type ("a reel in D")
+# cost 5-40 ms of bm25 ranking each time on 13k items.
 KEYWORD_CACHE_SIZE = 2048
-KEYWORD_CACHE_ENV = "CLAMP_KEYWORD_CACHE"  # entries per open index; 0 turns the cache off
+KEYWORD_CACHE_ENV = "CLAMP_KEYWORD_CACHE"  # entries per open store; 0 turns the cache off
+# Connections an ItemStore opens at start and shares between threads: never reopening its file keeps an
+# open index whole while a newer build replaces its dir (a server answers from it until it switches).
+CONNECTIONS = 8
 # SQLite's words for a statement beyond its limits (expression depth, terms, variables), not for damage.
 _TOO_COMPLEX = re.compile(r"too (large|many|big|complex)|stack overflow", re.IGNORECASE)
 
@@ -91,18 +95,27 @@ def where_sql(tree: Filter | None) -> tuple[str, list[str | float]]:
 
 
 class ItemStore:
-    """Read-only access to items.sqlite, safe to share between threads (one connection per thread)."""
+    """Read-only access to items.sqlite, safe to share between threads (a pool of connections).
 
-    def __init__(self, path: Path):
+    `dead`: sorted labels of rows deleted since the file was written (an index update's tombstones),
+    which no query returns.
+    """
+
+    def __init__(self, path: Path, dead: np.ndarray | None = None):
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: rebuild the index with `clamp index build`")
         self.path = path
-        self._local = threading.local()
         size = int(os.environ.get(KEYWORD_CACHE_ENV, KEYWORD_CACHE_SIZE))
         self._keyword_search = lru_cache(maxsize=size)(self._uncached_keyword_search)
-        with self._reading():  # the header and schema: most damage shows here, at open, not mid-query
-            self._conn().execute("SELECT label, id, meta, abc FROM items LIMIT 1").fetchall()
-            self.column_types = {row[1]: row[2] for row in self._conn().execute("PRAGMA table_info(items)")}
+        self.dead = np.zeros(0, dtype=np.int64) if dead is None else dead
+        self._dead_set = frozenset(self.dead.tolist())
+        self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        with self._errors():
+            for _ in range(CONNECTIONS):
+                self._pool.put(sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False))
+        with self._reading() as conn:  # the header and schema: most damage shows here, at open, not mid-query
+            conn.execute("SELECT label, id, meta, abc FROM items LIMIT 1").fetchall()
+            self.column_types = {row[1]: row[2] for row in conn.execute("PRAGMA table_info(items)")}
         if missing := [c for c in ITEM_COLUMNS if c not in self.column_types]:
             raise ValueError(
                 f"{path} has no {', '.join(missing)} column (an index built by an older clamp): rebuild the "
@@ -110,8 +123,18 @@ class ItemStore:
             )
 
     @contextmanager
-    def _reading(self) -> Iterator[None]:
-        """Every read of the database: SQLite's errors become errors that say what to do."""
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection of the pool for one read (waiting for one while all are in use)."""
+        conn = self._pool.get()
+        try:
+            with self._errors():
+                yield conn
+        finally:
+            self._pool.put(conn)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Every use of the database: SQLite's errors become errors that say what to do."""
         try:
             yield
         except sqlite3.Error as err:
@@ -124,32 +147,26 @@ class ItemStore:
                 f"{self.path.name} in {self.path.parent} is damaged ({reason}); {REBUILD}"
             ) from err
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-            self._local.conn = conn
-        return conn
-
     def labels_matching(self, tree: Filter, among: Sequence[int] | None = None) -> np.ndarray:
         """Labels (sorted int64) of the items that pass a filter (only those `among`, if given)."""
         where, params = where_sql(tree)
         if among is not None:
             where = f"({where}) AND label IN ({_int_list(among)})"
-        with self._reading():
-            rows = self._conn().execute(f"SELECT label FROM items WHERE {where} ORDER BY label", params)
-            return np.fromiter((r[0] for r in rows), dtype=np.int64)
+        with self._reading() as conn:
+            rows = conn.execute(f"SELECT label FROM items WHERE {where} ORDER BY label", params)
+            labels = np.fromiter((r[0] for r in rows), dtype=np.int64)
+        return np.setdiff1d(labels, self.dead, assume_unique=True) if len(self.dead) else labels
 
     def check_filter(self, tree: Filter) -> None:
         """Raise what running the filter would (unknown field, QueryTooComplexError), without running it."""
         where, params = where_sql(tree)
-        with self._reading():  # LIMIT 0: SQLite prepares the statement and stops before reading a row
-            self._conn().execute(f"SELECT label FROM items WHERE {where} LIMIT 0", params).fetchall()
+        with self._reading() as conn:  # LIMIT 0: SQLite prepares the statement and stops before reading a row
+            conn.execute(f"SELECT label FROM items WHERE {where} LIMIT 0", params).fetchall()
 
     def column(self, name: str, count: int) -> list[Any]:
-        """A filter column's values of every item, in label order (labels run 0..count-1)."""
-        with self._reading():
-            values = [row[0] for row in self._conn().execute(f'SELECT "{name}" FROM items ORDER BY label')]
+        """A filter column's values of every item of this file, in label order (`count` of them)."""
+        with self._reading() as conn:
+            values = [row[0] for row in conn.execute(f'SELECT "{name}" FROM items ORDER BY label')]
         if len(values) != count:
             raise DamagedIndexError(
                 f"{self.path.name} in {self.path.parent} holds {len(values)} items, the index "
@@ -165,18 +182,26 @@ class ItemStore:
         """
         target, target_params, _ = field_sql(Condition(name, "=", "", 0))
         where, params = where_sql(tree)
+        if len(self.dead):
+            where, params = (
+                f"({where}) AND label NOT IN (SELECT value FROM json_each(?))",
+                [
+                    *params,
+                    json.dumps(self.dead.tolist()),
+                ],
+            )
         sql = (
             f"SELECT {target} AS value, count(*) AS n FROM items WHERE ({where}) AND value IS NOT NULL "
             "AND value != '' GROUP BY value COLLATE NOCASE ORDER BY n DESC, value LIMIT ?"
         )
-        with self._reading():
-            rows = self._conn().execute(sql, [*target_params, *params, top])
+        with self._reading() as conn:
+            rows = conn.execute(sql, [*target_params, *params, top])
             return [(str(value), n) for value, n in rows]
 
     def has_keywords(self) -> bool:
         """Whether keyword (and so hybrid) search is possible: indices built before it lack the table."""
-        with self._reading():
-            return keyword.has_fts(self._conn())
+        with self._reading() as conn:
+            return keyword.has_fts(conn)
 
     def keyword_search(
         self, query: str, k: int, tree: Filter | None = None
@@ -188,24 +213,30 @@ class ItemStore:
     def _uncached_keyword_search(
         self, query: str, k: int, where: str, params: tuple
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        with self._reading():
-            found = keyword.search(self._conn(), query, k, where, list(params))
+        with self._reading() as conn:
+            found = keyword.search(conn, query, k, where, list(params), excluded=self._dead_set)
         for array in found:
             array.flags.writeable = False  # shared by every caller of the cache
         return found
 
     def label_of(self, item_id: str) -> int | None:
-        with self._reading():
-            row = self._conn().execute("SELECT label FROM items WHERE id = ?", (item_id,)).fetchone()
-        return None if row is None else row[0]
+        with self._reading() as conn:
+            row = conn.execute("SELECT label FROM items WHERE id = ?", (item_id,)).fetchone()
+        return None if row is None or row[0] in self._dead_set else row[0]
+
+    def id_labels(self) -> dict[str, int]:
+        """Every live item's label by id: what an index update compares with the shards."""
+        with self._reading() as conn:
+            rows = conn.execute("SELECT id, label FROM items").fetchall()
+        return {item_id: label for item_id, label in rows if label not in self._dead_set}
 
     def source_root(self) -> str:
         """The folder all sources share (with its trailing separator; "" when none): the corpus root.
 
         Of sorted strings, the first and last share exactly the prefix common to all: one scan, no list.
         """
-        with self._reading():
-            low, high = self._conn().execute("SELECT MIN(source), MAX(source) FROM items").fetchone()
+        with self._reading() as conn:
+            low, high = conn.execute("SELECT MIN(source), MAX(source) FROM items").fetchone()
         if low is None:
             return ""
         prefix = os.path.commonprefix([low, high]) if low != high else low
@@ -217,8 +248,8 @@ class ItemStore:
         columns += ", abc" if with_abc else ", NULL"
         found = {}
         sql = f"SELECT {columns} FROM items WHERE label IN ({_int_list(labels)})"
-        with self._reading():
-            rows = self._conn().execute(sql).fetchall()
+        with self._reading() as conn:
+            rows = conn.execute(sql).fetchall()
         for label, item_id, *values, meta, abc in rows:
             metadata = dict(zip(FILTER_COLUMNS, values, strict=True))
             metadata["meta"] = _meta(meta, self.path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Container
 from functools import cache
 from itertools import islice
 from pathlib import Path
@@ -184,14 +185,19 @@ def _key_group(m: re.Match, groups: list[str]) -> str:
 
 
 def search(
-    conn: sqlite3.Connection, query: str, k: int, where: str = "1", params: list | None = None
+    conn: sqlite3.Connection,
+    query: str,
+    k: int,
+    where: str = "1",
+    params: list | None = None,
+    excluded: Container[int] = (),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The k best items for a query: labels, bm25 scores (higher is better) and parts matched, best first.
 
     An item must match at least MIN_COVERAGE of the query's parts (query_groups): one word of
     "the stock market fell sharply today" in a title is no match. Items matching more parts rank
     first, bm25 orders the rest. `where`/`params` restrict the items (a SQL condition over the
-    items table, from items.condition_sql).
+    items table, from items.condition_sql); `excluded` labels (deleted rows) are never returned.
     """
     groups = query_groups(query)
     if not groups or k <= 0:
@@ -206,6 +212,8 @@ def search(
     if where != "1":  # filtered here: FTS5 would run the MATCH once per rowid of an IN (...) constraint
         allowed = {label for (label,) in conn.execute(f"SELECT label FROM items WHERE {where}", params or [])}
         ranked_rows = (row for row in ranked_rows if row[0] in allowed)
+    if excluded:
+        ranked_rows = (row for row in ranked_rows if row[0] not in excluded)
     rows = list(islice(ranked_rows, max(k, POOL)))
     matched = dict.fromkeys((r[0] for r in rows), 1 if len(groups) == 1 else 0)
     for group in groups if len(groups) > 1 and rows else ():  # (FTS5 would run a MATCH per rowid IN)

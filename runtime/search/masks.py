@@ -39,8 +39,10 @@ class _Column:
 class FilterMasks:
     """Boolean masks [items] of the labels a filter passes; safe to share between threads."""
 
-    def __init__(self, items: ItemStore, count: int, cache_size: int = MASK_CACHE_SIZE):
-        self.items, self.count, self.cache_size = items, count, cache_size
+    def __init__(self, items: ItemStore, count: int, first_label: int = 0, cache_size: int = MASK_CACHE_SIZE):
+        """Masks over the `count` rows of `items` (a segment's store: labels first_label...); rows its store
+        lists as deleted never pass."""
+        self.items, self.count, self.first_label, self.cache_size = items, count, first_label, cache_size
         self._columns: dict[str, _Column | None] = {}
         self._cache: OrderedDict[Filter, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -54,6 +56,7 @@ class FilterMasks:
                 return cached
         self.items.check_filter(tree)  # the items table's errors (unknown field, too complex), as before
         mask = self._evaluate(tree)
+        mask[self.items.dead - self.first_label] = False
         mask.flags.writeable = False
         with self._lock:
             self._cache[tree] = mask
@@ -70,7 +73,7 @@ class FilterMasks:
         column = self._column(tree.field) if tree.field in FILTER_COLUMNS else None
         if column is None:
             mask = np.zeros(self.count, dtype=bool)
-            mask[self.items.labels_matching(tree)] = True
+            mask[self.items.labels_matching(tree) - self.first_label] = True
             return mask
         return _select(column.codes, self._passing_values(tree, column.distinct))
 

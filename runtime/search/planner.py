@@ -72,11 +72,17 @@ def fallback(passing: int, total: int, k: int) -> str:
 
 
 def search(
-    graph: hnswlib.Index, vectors: np.ndarray, passing: np.ndarray, queries: np.ndarray, k: int
+    graph: hnswlib.Index,
+    vectors: np.ndarray,
+    passing: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    first_label: int = 0,
 ) -> Found:
     """The filtered top k for each query [Q, dim] over a graph in inner-product space and its vectors.
 
-    `passing` is a bool mask by label (len(vectors)); `vectors` may be memory-mapped.
+    `passing` is a bool mask by row (len(vectors)); `vectors` may be memory-mapped. The graph's labels
+    are first_label + row (a segment of a larger index).
     """
     queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
     total, count = len(passing), int(np.count_nonzero(passing))
@@ -88,7 +94,7 @@ def search(
         near, distances = graph.knn_query(
             queries, k=fetch_size(count, total, k), num_threads=_threads(queries)
         )
-        kept = passing[near]
+        kept = passing[near - first_label]
         enough = kept.sum(axis=1) >= k
         for row in np.flatnonzero(enough):
             first = np.flatnonzero(kept[row])[:k]
@@ -96,22 +102,23 @@ def search(
         answered[~enough] = fallback(count, total, k)
     if len(walked := np.flatnonzero(answered == WALK)):
         try:  # a Python filter is slow across threads: hnswlib advises one
-            near, distances = graph.knn_query(queries[walked], k=k, num_threads=1, filter=passing.__getitem__)
+            allowed = passing.__getitem__ if first_label == 0 else lambda label: passing[label - first_label]
+            near, distances = graph.knn_query(queries[walked], k=k, num_threads=1, filter=allowed)
             labels[walked], scores[walked] = near, 1.0 - distances
         except RuntimeError:  # the walk found fewer than k passing items
             answered[walked] = EXACT
     if len(scored := np.flatnonzero(answered == EXACT)):
-        labels[scored], scores[scored] = exact(vectors, passing, queries[scored], k)
+        labels[scored], scores[scored] = exact(vectors, passing, queries[scored], k, first_label)
     return Found(labels, scores, tuple(answered))
 
 
 def exact(
-    vectors: np.ndarray, passing: np.ndarray, queries: np.ndarray, k: int
+    vectors: np.ndarray, passing: np.ndarray, queries: np.ndarray, k: int, first_label: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top k among the passing items: (labels, scores), each [Q, min(k, passing)]."""
     allowed = np.flatnonzero(passing)
     scores, rows = exact_top_k(queries, np.take(vectors, allowed, axis=0), k)  # 3x a memmap's [allowed]
-    return allowed[rows], scores
+    return allowed[rows] + first_label, scores
 
 
 def _threads(queries: np.ndarray) -> int:

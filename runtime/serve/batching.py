@@ -239,8 +239,12 @@ class Ask:
     search: Search | None = None
 
 
-def encode_then_search(index: Index, embed: Callable[[Encoder, list[Any]], np.ndarray]) -> BatchFn:
+def encode_then_search(
+    current: Callable[[], Index], embed: Callable[[Encoder, list[Any]], np.ndarray]
+) -> BatchFn:
     """A batch function: embed every Ask's value at once, then search for those that ask to.
+
+    The whole batch is answered by the index `current()` gives when it starts (one generation).
 
     Searches with equal options go to search_vectors as one matrix; filtered ones and those leaving out
     the query tune one by one (Search.alone), as a batch must answer as each query alone.
@@ -248,6 +252,7 @@ def encode_then_search(index: Index, embed: Callable[[Encoder, list[Any]], np.nd
 
     def run(asks: list[Ask], stages: dict[str, float]) -> list[Any]:
         started = time.perf_counter()
+        index = current()
         vectors = embed(index.require_encoder(), [ask.value for ask in asks])
         searched = time.perf_counter()
         stages["encode"] = searched - started
@@ -287,10 +292,12 @@ class Towers:
     music: Batcher
 
     @classmethod
-    def of(cls, index: Index, settings: BatchSettings, in_flight: Callable[[], int]) -> Towers:
-        texts = encode_then_search(index, lambda encoder, values: encoder.embed_texts(values))
+    def of(
+        cls, current: Callable[[], Index], settings: BatchSettings, in_flight: Callable[[], int]
+    ) -> Towers:
+        texts = encode_then_search(current, lambda encoder, values: encoder.embed_texts(values))
         music = encode_then_search(
-            index, lambda encoder, values: encoder.embed_patches(values, settings.max_patches)
+            current, lambda encoder, values: encoder.embed_patches(values, settings.max_patches)
         )
         return cls(
             Batcher("text", texts, settings, settings.max_texts, in_flight=in_flight),

@@ -7,9 +7,7 @@ their sources. `create_app` (runtime.serve.server) puts the groups, the guards a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from runtime.search.keys import (
     upload_abc,
 )
 from runtime.search.limits import ABC_CHARS
+from runtime.search.live import LiveIndex
 from runtime.serve.batching import Ask, Batcher, Search, Towers
 from runtime.serve.errors import validation_details
 from runtime.serve.guards import Metrics, Slots, stages_of
@@ -50,24 +49,37 @@ MAX_FORM_FIELDS = 16
 
 @dataclass
 class Served:
-    """What every route shares: the index, its encoding towers, the corpus root sources are shown under."""
+    """What every route shares: the live index, its encoding towers, the corpus root sources are shown under.
 
-    index: Index
+    A handler reads `index` once and uses that Index to its end: one generation per request.
+    """
+
+    live: LiveIndex
     towers: Towers
+    _root: tuple[Index, str] | None = None
 
-    def __post_init__(self) -> None:
-        # Read on first use, not at start: a damaged items.sqlite then answers a 503, not a crash.
-        self.source_root: Callable[[], str] = cache(self.index.items.source_root)
+    @property
+    def index(self) -> Index:
+        return self.live.current
+
+    def source_root(self) -> str:
+        """The current generation's corpus root, read on first use (a damaged items.sqlite: a 503, not a
+        crash at start) and again when a new generation is swapped in."""
+        index = self.index
+        if self._root is None or self._root[0] is not index:
+            self._root = (index, index.items.source_root())
+        return self._root[1]
 
     def public(self, rows: list[dict]) -> list[dict]:
         """Rows as the API shows them: `source` relative to the corpus root, never the server's own path."""
-        return [relative_source(row, self.source_root()) for row in rows]
+        root = self.source_root()
+        return [relative_source(row, root) for row in rows]
 
     async def encoded(
         self, tower: Batcher, request: Request, values: list, search: Search | None = None
     ) -> list:
         """One result per value from the tower's batches: its vector, or its hits when `search` is given."""
-        self.index.require_encoder()  # no model: 503 before queueing
+        self.index.require_encoder()  # no model: 503 before queueing (every generation has the same model)
         return await tower.submit([Ask(value, search) for value in values], stages_of(request.scope))
 
     async def read_upload(self, request: Request) -> tuple[str, dict[str, str]]:
@@ -84,12 +96,13 @@ class Served:
 
 def add_query_routes(app: FastAPI, served: Served) -> None:
     """POST /search, /similar, /convert, /classify, /v1/embeddings."""
-    index, towers = served.index, served.towers
+    towers = served.towers
 
     @app.post("/search", summary="Text search: tunes whose music or metadata match a description")
     async def search(body: SearchRequest, request: Request) -> JSONResponse:
         """Hits say which side found them (`found_by`) and their `z`; `no_match_better_than_chance` is
         true when the best of them scores no higher than texts unrelated to music do on this index."""
+        index = served.index
         mode = resolve_mode(index, body.mode)
         if mode == "keyword":  # no encoding: straight to the keyword table
             hits = await run_in_threadpool(
@@ -116,6 +129,7 @@ def add_query_routes(app: FastAPI, served: Served) -> None:
     )
     async def similar(request: Request) -> JSONResponse:
         body = await similar_request(served, request)
+        index = served.index
         if body.id is not None:
             hits = await run_in_threadpool(
                 index.similar_to, body.id, body.k, exclude_self=body.exclude_self, **body.search_options()
@@ -146,6 +160,7 @@ def add_query_routes(app: FastAPI, served: Served) -> None:
             raise ValueError("give either `labels` or `label_set` (one of them)")
         if (body.abc is None) == (body.id is None):
             raise ValueError("give the tune as `abc` or as an indexed `id` (one of them)")
+        index = served.index
         template, labels = label_set(body.label_set) if body.label_set else (DEFAULT_TEMPLATE, body.labels)
         labels, prompts = label_prompts(labels, body.template or template)
         if body.id is not None:  # the indexed item's stored vector: no music encoding
@@ -159,6 +174,7 @@ def add_query_routes(app: FastAPI, served: Served) -> None:
 
     @app.post("/v1/embeddings", summary="Embeddings, OpenAI-shaped; modality text or abc")
     async def embeddings(body: EmbeddingsRequest, request: Request) -> JSONResponse:
+        index = served.index
         inputs = [body.input] if isinstance(body.input, str) else body.input
         if not 1 <= len(inputs) <= MAX_INPUTS:
             raise ValueError(f"input must hold 1..{MAX_INPUTS} items, got {len(inputs)}")
@@ -184,7 +200,6 @@ def add_query_routes(app: FastAPI, served: Served) -> None:
 
 def add_index_routes(app: FastAPI, served: Served, metrics: Metrics, slots: Slots) -> None:
     """GET /v1/facets, /items/{id}, /health, /metrics."""
-    index = served.index
 
     @app.get("/v1/facets", summary="The commonest values of metadata fields, with counts (for dropdowns)")
     def facets(
@@ -192,22 +207,25 @@ def add_index_routes(app: FastAPI, served: Served, metrics: Metrics, slots: Slot
         filter: str | None = Query(None, description="Count only the items that pass this filter."),
         top: int = Query(DEFAULT_FACET_TOP, description="Values per field, commonest first."),
     ) -> dict:
-        return facets_as_dict(index.facets(fields.split(","), filter or None, top))
+        return facets_as_dict(served.index.facets(fields.split(","), filter or None, top))
 
     @app.get("/items/{item_id}", summary="An indexed tune's metadata and ABC")
     def item(item_id: str) -> dict:
-        found = index.item(item_id)
+        found = served.index.item(item_id)
         if found is None:
             raise UnknownItemError(f"no item with id {item_id!r}")
         return served.public([found])[0]
 
     @app.get("/health", summary="Liveness, and what is served")
     def health() -> dict:
-        keys = ("model_name", "model_hash", "count", "dim")
+        index, keys = served.index, ("model_name", "model_hash", "count", "dim")
         return {
             "status": "ok",
             **{k: index.manifest.get(k) for k in keys},
+            "generation": index.manifest.get("generation", 0),
+            "segments": len(index.segments),
             "model_loaded": index.encoder is not None,
+            "index_error": served.live.last_error,
         }
 
     @app.get("/metrics", summary="Request counts and latencies per route")

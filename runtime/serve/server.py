@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 import click
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -9,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from runtime.cli import InRange, precision_option
 from runtime.search.index import Index
 from runtime.search.limits import CONCURRENCY, PORT, TIMEOUT_S
+from runtime.search.live import LiveIndex
 from runtime.serve.batching import BatchSettings, Towers
 from runtime.serve.errors import install_error_handlers
 from runtime.serve.guards import Admission, ApiKey, Metrics, Slots, route_of
@@ -19,12 +24,13 @@ MAX_BODY_BYTES = 2 << 20
 REQUEST_TIMEOUT_S = 30.0
 BODY_TIMEOUT_S = 10.0
 MAX_CONCURRENCY = 64
+RELOAD_S = 1.0
 # Served without the API key.
 PUBLIC_PATHS = ("/health", "/")
 
 
 def create_app(
-    index: Index,
+    index: Index | LiveIndex,
     max_concurrency: int = MAX_CONCURRENCY,
     max_body_bytes: int = MAX_BODY_BYTES,
     *,
@@ -34,19 +40,29 @@ def create_app(
     body_timeout: float = BODY_TIMEOUT_S,
     batching: BatchSettings | None = None,
 ) -> FastAPI:
-    """The HTTP API over one open index (and its model), encoding in batches (runtime.serve.batching).
+    """The HTTP API over an open index (and its model), encoding in batches (runtime.serve.batching).
+
+    A LiveIndex with a poll interval is followed while the server runs: updates of its dir are served
+    from the request after they are swapped in (runtime.search.live); a plain Index is served as it is.
 
     Guards, outermost first: CORS (off unless origins are given), the API key (when one is given), then
     admission (runtime.serve.guards.Admission): the body (408, 413), a slot (429), the time limit (503).
     """
     slots, metrics = Slots(max_concurrency), Metrics()
-    towers = Towers.of(index, batching or BatchSettings(), in_flight=lambda: slots.taken)
+    live = index if isinstance(index, LiveIndex) else LiveIndex(index)
+    towers = Towers.of(lambda: live.current, batching or BatchSettings(), in_flight=lambda: slots.taken)
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        async with live.watching(), towers.lifespan(app):
+            yield
+
     app = FastAPI(
         title="clamp-index",
         summary="Cross-modal symbolic music retrieval with CLaMP.",
         docs_url=None,  # add_web_page serves /docs from vendored files; FastAPI's pages load CDNs
         redoc_url=None,
-        lifespan=towers.lifespan,
+        lifespan=lifespan,
     )
     app.add_middleware(
         Admission,
@@ -58,7 +74,7 @@ def create_app(
         request_timeout=request_timeout,
     )
     install_error_handlers(app)
-    served = Served(index, towers)
+    served = Served(live, towers)
     add_query_routes(app, served)
     add_index_routes(app, served, metrics, slots)
     add_web_page(app)
@@ -144,6 +160,14 @@ def is_public(path: str) -> bool:
     show_default=True,
     help="Seconds a client may take to send its request body; then HTTP 408.",
 )
+@click.option(
+    "--reload-interval",
+    type=click.FloatRange(min=0),
+    default=RELOAD_S,
+    show_default=True,
+    help="Seconds between checks of the index dir for a new generation (`clamp index build` updating "
+    "it), swapped in without a restart or a failed request; 0: serve the index as it was at start.",
+)
 def serve(
     index_dir: str,
     model_dir: str | None,
@@ -157,6 +181,7 @@ def serve(
     cors_origins: tuple[str, ...],
     request_timeout: float,
     body_timeout: float,
+    reload_interval: float,
 ) -> None:
     """Serve an index over HTTP (JSON). Interactive API docs at http://HOST:PORT/docs.
 
@@ -177,7 +202,7 @@ def serve(
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
     app = create_app(
-        index,
+        LiveIndex(index, reload_interval or None),
         max_concurrency,
         api_key=api_key,
         cors_origins=cors_origins,

@@ -8,6 +8,7 @@ Anything else is refused with a message saying what is there. Callers hold `lock
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ SHARDS_ENTRIES = re.compile(
         ]
     )
 )
+# What an index update writes beside the files its manifest lists: segment dirs and deleted-label files,
+# listed once the new manifest is in place (an update killed before that leaves them for the next to remove).
+INDEX_UPDATE_ENTRIES = re.compile(r"segment-\d{5}|deleted-\d{5}\.npy")
 CHECKPOINT_FILES = {"config.json", "model.safetensors", "training.json", "metrics.json", "README.md"}
 
 
@@ -97,7 +101,15 @@ def _manifest_dir(path: Path, names: list[str]) -> Found:
     if kind not in (MODEL, INDEX) or not isinstance(files, dict):
         others = _entries(len(names) - 1, "other ")
         return Found(None, f"a manifest.json clamp did not write and {others} ({_some(names)})")
-    unlisted = [n for n in names if n != MANIFEST_FILE and n not in files]
+    ours = INDEX_UPDATE_ENTRIES if kind == INDEX else None
+    unlisted = [
+        n
+        for n in names
+        if n != MANIFEST_FILE
+        and n not in files
+        and not TEMPORARY.fullmatch(n)
+        and not (ours and ours.fullmatch(n))
+    ]
     if unlisted:
         return Found(None, f"{LABELS[kind]} plus entries its manifest.json does not list ({_some(unlisted)})")
     return Found(kind, f"{LABELS[kind]} ({MANIFEST_FILE}, {len(names) - 1} files)")
@@ -148,3 +160,10 @@ def replace_dir(built: Path, out: Path, kind: str) -> None:
         out.rename(old)
     built.rename(out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: Path, content: dict) -> None:
+    """Replace a JSON file atomically: readers see the old file or the new one, never part of either."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(content, indent=2) + "\n")
+    os.replace(tmp, path)
