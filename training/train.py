@@ -50,12 +50,12 @@ class TrainConfig:
 
     out: Path = Path("models/default")
     family: str = "default"
-    epochs: int = 8
+    epochs: int = 3
     batch_size: int = 64
     lr: float = 5e-4
     weight_decay: float = 0.05
     warmup_steps: int = 100
-    variants: int = 4
+    variants: int = 3
     seed: int = 0
     device: str = "auto"
     cache_dir: Path | None = Path("build/train-cache")
