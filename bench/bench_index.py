@@ -90,6 +90,19 @@ def load_base(args: argparse.Namespace, encoder) -> tuple[np.ndarray, list[str],
     )
 
 
+def open_base(args: argparse.Namespace):
+    """The --model's encoder (None without one), the base vectors, their tunes and where they came from;
+    sets args.sigma, the replicas' noise."""
+    encoder = None
+    if args.model:
+        from runtime.model.encoder import Encoder
+
+        encoder = Encoder.open(args.model)
+    base, abcs, origin = load_base(args, encoder)
+    args.sigma = noise_scale(base, args.noise)
+    return encoder, base, abcs, origin
+
+
 def noise_scale(base: np.ndarray, fraction: float) -> float:
     """`fraction` of the median distance from a base vector to its nearest other base vector."""
     unit = base / np.linalg.norm(base, axis=1, keepdims=True)
@@ -270,13 +283,7 @@ def main() -> None:
     parser.add_argument("--model", help="Model dir: embeds the base tunes and times end-to-end text queries.")
     parser.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     args = parser.parse_args()
-    encoder = None
-    if args.model:
-        from runtime.model.encoder import Encoder
-
-        encoder = Encoder.open(args.model)
-    base, abcs, origin = load_base(args, encoder)
-    args.sigma = noise_scale(base, args.noise)
+    encoder, base, abcs, origin = open_base(args)
     unit_sample = base[:2000] / np.linalg.norm(base[:2000], axis=1, keepdims=True)
     results = {
         "base": origin,

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_index import latencies_ms, load_base, noise_scale, replicas, rss_mib, summary, write_shards  # noqa: E402
+from bench_index import latencies_ms, open_base, replicas, rss_mib, summary, write_shards  # noqa: E402
 
 from indexer.index_build import build_index  # noqa: E402
 from indexer.layout import checksum_file  # noqa: E402
@@ -296,13 +296,7 @@ def main() -> None:
     parser.add_argument("--workdir", default="build/bench-update")
     parser.add_argument("--json", help="Also write the results to this file.")
     args = parser.parse_args()
-    encoder = None
-    if args.model:
-        from runtime.model.encoder import Encoder
-
-        encoder = Encoder.open(args.model)
-    base, abcs, origin = load_base(args, encoder)
-    args.sigma = noise_scale(base, args.noise)
+    encoder, base, abcs, origin = open_base(args)
     model_hash = encoder.model_hash if encoder else "bench" * 8
     results: dict = {"base": origin, "cpus": multiprocessing.cpu_count(), "sizes": []}
     results["child_baseline_rss_mib"] = round(in_child(time.sleep, 0)[1])  # imports alone: in every peak

@@ -322,56 +322,18 @@ def markdown_table(results: dict | Sequence[dict]) -> str:
                 + " | ".join(f"{c['mean_cosine']:.3f} / {c['rank1']:.1%}" if c else "-" for c in cells)
                 + " |"
             )
-    if first.get("classical"):
-        c = first["classical"]
-        lines += [
-            "",
-            f"Held-out classical works ({c['pieces']} scores of {c['works']} works, split by work):",
-            "",
-            f"| metric {head} chance |",
-            f"|---{rule}---|",
-            _row(
-                "text->music MRR",
-                runs,
-                lambda r: _classical(r, lambda h: f"{h['retrieval']['mrr']:.4f}"),
-                f"{c['retrieval']['random_mrr']:.4f}",
-            ),
-        ]
-        for task, z in c["zero_shot"].items():
-            lines.append(
-                _row(
-                    f"zero-shot {task} (n={z['n']}, {z['labels']} labels)",
-                    runs,
-                    lambda r, t=task: _classical(r, lambda h: _zero_shot_cell(h["zero_shot"].get(t))),
-                    f"{z['chance']:.3f}",
-                )
-            )
+    if c := first.get("classical"):
+        title = f"Held-out classical works ({c['pieces']} scores of {c['works']} works, split by work):"
+        lines += _section(
+            title, runs, head, rule, lambda r: r.get("classical"), "{task} (n={n}, {labels} labels)"
+        )
     for collection, held in first.get("held_out_collections", {}).items():
-        lines += [
-            "",
+        title = (
             f"Held-out collection {collection} ({held['tunes']} tunes, left out of training whole"
-            " where the model's training.json says so):",
-            "",
-            f"| metric {head} chance |",
-            f"|---{rule}---|",
-            _row(
-                "text->music MRR",
-                runs,
-                lambda r, c=collection: _held(r, c, lambda h: f"{h['retrieval']['mrr']:.4f}"),
-                f"{held['retrieval']['random_mrr']:.4f}",
-            ),
-        ]
-        for task, z in held["zero_shot"].items():
-            lines.append(
-                _row(
-                    f"zero-shot {task} (n={z['n']})",
-                    runs,
-                    lambda r, c=collection, t=task: _held(
-                        r, c, lambda h: _zero_shot_cell(h["zero_shot"].get(t))
-                    ),
-                    f"{z['chance']:.3f}",
-                )
-            )
+            " where the model's training.json says so):"
+        )
+        pick = lambda r, c=collection: r.get("held_out_collections", {}).get(c)  # noqa: E731
+        lines += _section(title, runs, head, rule, pick, "{task} (n={n})")
     return "\n".join(lines) + "\n"
 
 
@@ -379,13 +341,32 @@ def _row(label: str, runs: Sequence[dict], cell, last: str) -> str:
     return f"| {label} | " + " | ".join(cell(r) for r in runs) + f" | {last} |"
 
 
-def _classical(run: dict, cell) -> str:
-    return cell(run["classical"]) if run.get("classical") else "-"
+def _section(title: str, runs: Sequence[dict], head: str, rule: str, pick, task_label: str) -> list[str]:
+    """A table of one held-out set (`pick` finds it in a run): its retrieval MRR and zero-shot rows."""
+    first = pick(runs[0])
 
+    def cell(run: dict, show) -> str:
+        found = pick(run)
+        return show(found) if found else "-"
 
-def _held(run: dict, collection: str, cell) -> str:
-    held = run.get("held_out_collections", {}).get(collection)
-    return cell(held) if held else "-"
+    lines = [
+        "",
+        title,
+        "",
+        f"| metric {head} chance |",
+        f"|---{rule}---|",
+        _row(
+            "text->music MRR",
+            runs,
+            lambda r: cell(r, lambda h: f"{h['retrieval']['mrr']:.4f}"),
+            f"{first['retrieval']['random_mrr']:.4f}",
+        ),
+    ]
+    for task, z in first["zero_shot"].items():
+        label = "zero-shot " + task_label.format(task=task, n=z["n"], labels=z["labels"])
+        show = lambda h, t=task: _zero_shot_cell(h["zero_shot"].get(t))  # noqa: E731
+        lines.append(_row(label, runs, lambda r, s=show: cell(r, s), f"{z['chance']:.3f}"))
+    return lines
 
 
 def _zero_shot_cell(z: dict | None) -> str:
