@@ -127,14 +127,15 @@ def evaluate(
     tunes = load_corpus(corpus_root, collections)
     eval_tunes = [t for t in tunes if t.split == "eval" and t.collection not in held_out_collections]
     train_facts = [describe(t) for t in tunes if t.split == "train"]
-    music = _music(embedder, [t.abc for t in eval_tunes])
+    encoded: dict[bytes, np.ndarray] = {}  # by patches: variants that patch like a tune reuse its vector
+    music = _music(embedder, [t.abc for t in eval_tunes], encoded)
     results: dict = {
         **source,
         "eval_tunes": len(eval_tunes),
         **_text_metrics(embedder, eval_tunes, music, train_facts),
     }
     round_trips = read_cache(cache_file(cache_dir)) if cache_dir else {}
-    results["invariance"] = invariance(embedder, eval_tunes, music, round_trips)
+    results["invariance"] = invariance(embedder, eval_tunes, music, round_trips, encoded)
     if collections is None:
         results["classical"] = classical_metrics(embedder, tunes, cache_dir)
     results["held_out_collections"] = {}
@@ -195,15 +196,11 @@ def _music(embedder, abcs: Sequence[str], cache: dict[bytes, np.ndarray] | None 
     are already in `cache` (a variant that patches like its original) are not encoded again."""
     cache = {} if cache is None else cache
     patches = [embedder.profile.abc_patches(abc, embedder.max_patches) for abc in abcs]
-    keys = [_key(p) for p in patches]
+    keys = [p.tobytes() + str(p.shape).encode() for p in patches]
     new = list({key: p for key, p in zip(keys, patches, strict=True) if key not in cache}.items())
     if new:
         cache.update(zip((k for k, _ in new), embedder.embed_patches([p for _, p in new]), strict=True))
     return np.stack([cache[key] for key in keys])
-
-
-def _key(patches: np.ndarray) -> bytes:
-    return patches.tobytes() + str(patches.shape).encode()
 
 
 def _text_metrics(
@@ -230,14 +227,16 @@ def _text_metrics(
 
 
 def invariance(
-    embedder, tunes: Sequence[CorpusTune], music: np.ndarray, round_trips: dict[str, dict[str, str | None]]
+    embedder,
+    tunes: Sequence[CorpusTune],
+    music: np.ndarray,
+    round_trips: dict[str, dict[str, str | None]],
+    encoded: dict[bytes, np.ndarray],
 ) -> dict[str, dict]:
-    """Per variant: tunes, mean cosine to the tune as written, rank-1 rate among all `tunes` as written."""
-    # Variants that patch like a tune as written reuse its embedding (the canonical profile: most do).
-    seen = {
-        _key(embedder.profile.abc_patches(t.abc, embedder.max_patches)): m
-        for t, m in zip(tunes, music, strict=True)
-    }
+    """Per variant: tunes, mean cosine to the tune as written, rank-1 rate among all `tunes` as written.
+
+    `encoded`: the vectors `_music` made of `tunes` (music), by patches; variants that patch like one of
+    them (under the canonical profile most do) are not encoded again."""
     rows: dict[str, list[int]] = {name: [] for name in [*TEXTUAL, *ROUND_TRIPS]}
     texts: dict[str, list[str]] = {name: [] for name in rows}
     for row, tune in enumerate(tunes):
@@ -248,7 +247,7 @@ def invariance(
     for name, variant_rows in rows.items():
         if not variant_rows:
             continue
-        variants = _music(embedder, texts[name], seen)
+        variants = _music(embedder, texts[name], encoded)
         similarity = variants @ music.T
         own = similarity[np.arange(len(variant_rows)), variant_rows]
         table[name] = {
