@@ -2,7 +2,7 @@
 
 import json
 
-from runtime.music.canonical import length_of
+from runtime.music.lengths import length_of
 from training.corpus import load_corpus
 from training.roundtrip import cache_file, chosen_tunes, read_cache, round_trip
 from training.variants import (

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from fractions import Fraction
 
-from runtime.music.canonical import length_of, length_text
+from runtime.music.lengths import length_of, length_text
 
 _FIELD = re.compile(r"^([A-Za-z]):(.*)$")
 _MODE_WORDS = {"": "major", "m": "minor", "min": "minor", "dor": "dorian", "mix": "mixolydian"}

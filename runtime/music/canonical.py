@@ -17,11 +17,15 @@ inline key and meter changes. Text the tokenizer does not know is kept as it is.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from fractions import Fraction
 
+from runtime.music.lengths import length_of, length_text
+from runtime.music.timeline import Unreadable, key_fifths, major_with_signature, timeline
+
 UNIT = Fraction(1, 8)
-HEADER_ORDER = {"X": 0, "M": 1, "L": 2, "Q": 3}  # then the rest in their order; K: ends the header
+HEADER_ORDER = {"X": 0, "M": 1, "L": 2}  # then the rest in their order; K: ends the header
 _MODES = {
     "": "", "maj": "", "major": "", "ion": "", "ionian": "",
     "m": "m", "min": "m", "minor": "m", "aeo": "m", "aeolian": "m",
@@ -47,32 +51,18 @@ _CHORD_NOTE = re.compile(r"((?:\^{1,2}|_{1,2}|=)?[A-Ga-g][,']*)(\d*/*\d*)|(-)")
 
 
 def canonical_key(value: str) -> str:
-    """A K: value with its mode in one spelling (clef and other properties dropped); others as given."""
+    """A K: value as major (`G`), minor (`Em`) or, for the church modes, the major key of the same
+    signature (`Ador` -> `G`: MIDI files, and most readers of them, know only the signature and major or
+    minor); clef and other properties dropped. Values that name no key stay as given."""
     m = _KEY.match(value)
     if not m or m.group(3).lower() not in _MODES:
         return value.strip()
-    return f"{m.group(1).upper()}{m.group(2)}{_MODES[m.group(3).lower()]}"
-
-
-def length_of(text: str) -> Fraction:
-    """An ABC length suffix as a multiple of the unit: "" 1, "3" 3, "/" 1/2, "//" 1/4, "3/2" 3/2."""
-    if not text:
-        return Fraction(1)
-    numerator, slashes, denominator = re.fullmatch(r"(\d*)(/*)(\d*)", text).groups()
-    value = Fraction(int(numerator) if numerator else 1)
-    if denominator:
-        return value / int(denominator)
-    return value / (2 ** len(slashes))
-
-
-def length_text(value: Fraction) -> str:
-    """A multiple of L:1/8 as the shortest ABC length suffix."""
-    if value == 1:
-        return ""
-    if value.denominator == 1:
-        return str(value.numerator)
-    numerator = "" if value.numerator == 1 else str(value.numerator)
-    return f"{numerator}/" if value.denominator == 2 else f"{numerator}/{value.denominator}"
+    key = f"{m.group(1).upper()}{m.group(2)}{_MODES[m.group(3).lower()]}"
+    if _MODES[m.group(3).lower()] in ("", "m"):
+        return key
+    with contextlib.suppress(Unreadable):
+        return major_with_signature(key_fifths(key))
+    return key
 
 
 def _bar(text: str) -> str:
@@ -93,8 +83,9 @@ def _unit(value: str) -> Fraction | None:
 class _Body:
     """Rewrites body text to L:1/8, note by note, remembering the unit length across lines and fields."""
 
-    def __init__(self, unit: Fraction):
+    def __init__(self, unit: Fraction, voices: int):
         self.scale = unit / UNIT
+        self.voices = voices
 
     def rewrite(self, line: str) -> str:
         out: list[str] = []
@@ -116,7 +107,10 @@ class _Body:
                 factor = pending or Fraction(1)
                 pending = None
                 if kind == "note":
-                    pitch = "z" if m.group("pitch") == "x" else m.group("pitch")
+                    pitch = m.group("pitch")
+                    if pitch == "x" and self.voices <= 1:
+                        continue  # a converter's padding of a short bar: no time in a lone voice
+                    pitch = "z" if pitch == "x" else pitch
                     last_length = length_of(m.group("len")) * self.scale * factor
                     out.append(pitch + length_text(last_length))
                 else:
@@ -146,7 +140,7 @@ class _Body:
             return f"[K:{canonical_key(value)}]"
         if name == "M":
             return f"[M:{_METERS.get(value.strip(), value.strip())}]"
-        return "" if name == "I" else text
+        return "" if name in "IQ" else text
 
     def _chord(self, inner: str, outer: Fraction) -> str:
         notes = []
@@ -168,6 +162,8 @@ class _Body:
 def canonical_abc(abc: str) -> str:
     """The tune in the default family's one spelling (see the module docstring)."""
     lines = [line for line in abc.replace("\r", "").split("\n") if _kept(line)]
+    key_line = next((i for i, line in enumerate(lines) if line.startswith("K:")), 0)
+    lines = [line for i, line in enumerate(lines) if i >= key_line or _field(line)]  # header junk
     voice_ids = {f.group(2).split()[0] for line in lines if (f := _field(line)) and f.group(1) == "V"}
     header: dict[str, list[str]] = {}
     body: list[str] = []
@@ -176,12 +172,12 @@ def canonical_abc(abc: str) -> str:
         field = _field(line)
         if field and field.group(1) == "V" and len(voice_ids) <= 1:
             continue
-        if field and field.group(1) != "I":
+        if field and field.group(1) not in "IQ":
             name, value = field.group(1), _field_value(field.group(1), field.group(2))
             if rewriter is None:
                 header.setdefault(name, []).append(value)
                 if name == "K":  # K: ends the header
-                    rewriter = _Body(_header_unit(header))
+                    rewriter = _Body(_header_unit(header), len(voice_ids))
             elif name == "L":
                 rewriter.scale = (_unit(value) or UNIT) / UNIT
             else:
@@ -190,14 +186,18 @@ def canonical_abc(abc: str) -> str:
         if field:
             continue
         if rewriter is None:
-            rewriter = _Body(_header_unit(header))
+            rewriter = _Body(_header_unit(header), len(voice_ids))
         body.append(rewriter.rewrite(line.split("%")[0]))
+    text = "".join(body)
+    if len(voice_ids) <= 1 and "K" in header and "M" in header:
+        with contextlib.suppress(Unreadable):
+            text = timeline(text, header["K"][-1], header["M"][-1])
     header["L"] = ["1/8"]
     header["V"] = sorted(header.get("V", []))  # voice declarations in one order
     if not header["V"]:
         del header["V"]
     names = sorted(header, key=lambda name: (name == "K", HEADER_ORDER.get(name, len(HEADER_ORDER))))
-    text = "\n".join(f"{name}:{value}" for name in names for value in header[name]) + "\n" + "".join(body)
+    text = "\n".join(f"{name}:{value}" for name in names for value in header[name]) + "\n" + text
     return re.sub(r"\n+", "\n", text).strip("\n") + "\n"
 
 
@@ -210,14 +210,12 @@ def _field(line: str) -> re.Match | None:
 
 
 def _field_value(name: str, value: str) -> str:
-    """A header value in its one spelling: keys, meters, tempo without its words, a voice by its id."""
+    """A header value in its one spelling: keys, meters, a voice by its id."""
     value = value.strip()
     if name == "K":
         return canonical_key(value)
     if name == "M":
         return _METERS.get(value, value)
-    if name == "Q":
-        return re.sub(r'"[^"]*"', "", value).strip() or value
     if name == "V":
         return value.split()[0] if value.split() else value
     return value
