@@ -106,8 +106,8 @@ def test_works_of_real_paths():
     chorale = work_of("bach/bwv277.krn", {})
     assert (chorale.genre, chorale.title, chorale.movement) == (
         "chorale",
-        "Christ lag in Todesbanden",
-        "BWV 277",
+        "Christ lag in Todesbanden, BWV 277",
+        None,
     )
     mass = work_of("palestrina/Agnus_II_03.krn", {"misc:humdrum:OPR": "Missa Brevis"})
     assert (mass.key, mass.genre, mass.movement) == ("palestrina/missa brevis", "mass movement", "Agnus Dei")
@@ -166,7 +166,14 @@ def test_facts_texts_and_labels(converted):
     assert (facts.composer, facts.era, facts.key, facts.genre) == (
         "Johann Sebastian Bach", "Baroque", Key("F#", "minor"), "chorale"
     )  # fmt: skip
-    assert facts.tempo_mark is None
+    assert facts.tempo_mark is None and facts.form is None
+    minuet = converted["haydn/opus1no1/movement2.mxl"]
+    facts = describe_piece(minuet.source, model_abc(minuet.abc), minuet.fields)
+    assert (facts.genre, facts.form, facts.movement, facts.composer) == (
+        "string quartet", "minuet", "second movement", "Joseph Haydn"
+    )  # fmt: skip
+    assert "minuet" in fields(facts) and "string quartet" in canonical_text(facts)
+    assert tempo_mark_of(["cresc.", "Finale. Presto"]) == ("Presto", "fast")
     assert tempo_mark_of(["Allegro ma non tanto"]) == ("Allegro ma non tanto", "lively")
     assert tempo_mark_of(["Tenor Et in terra pax"]) == (None, None)
 

@@ -20,12 +20,18 @@ FOLDER_ERAS = {"trecento": "Medieval"}  # for the anonymous pieces of a folder o
 TEMPO_TERMS = {
     "grave": "slow", "largo": "slow", "larghetto": "slow", "lento": "slow", "adagio": "slow",
     "molto adagio": "slow", "poco adagio": "slow", "andante": "moderate", "andantino": "moderate",
-    "moderato": "moderate", "allegretto": "moderate", "tempo di marcia": "moderate", "allegro": "lively",
+    "moderato": "moderate", "allegretto": "moderate", "tempo di marcia": "moderate",
+    "tempo di menuetto": "moderate", "allegro": "lively",
     "vivace": "fast", "presto": "fast", "prestissimo": "fast", "molto allegro": "fast",
 }  # fmt: skip
 _TEMPO_MARK = re.compile(
     r"^(" + "|".join(sorted(map(re.escape, TEMPO_TERMS), key=len, reverse=True)) + r")\b"
 )
+# Form words of direction text -> the movement's form ("Menuetto" over a quartet movement: a minuet).
+FORM_WORDS = {
+    "menuetto": "minuet", "minuetto": "minuet", "menuet": "minuet", "scherzo": "scherzo", "var": "variations",
+    "fuga": "fugue", "fuge": "fugue", "rondo": "rondo", "finale": "finale", "introduzione": "introduction",
+}  # fmt: skip
 NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 SHORT_NAMES = {
     "Johann Sebastian Bach": "Bach", "Giovanni Pierluigi da Palestrina": "Palestrina",
@@ -52,6 +58,7 @@ class PieceFacts:
     meter: str | None
     tempo_mark: str | None  # as written: "Allegro ma non tanto"
     tempo: str | None  # slow | moderate | lively | fast
+    form: str | None  # of the movement, where the score names it: "minuet", "variations"
 
     @property
     def short_composer(self) -> str | None:
@@ -71,18 +78,7 @@ class PieceFacts:
 
 
 VOCAL_GENRES = frozenset(
-    {
-        "chorale",
-        "mass movement",
-        "madrigal",
-        "motet",
-        "ballata",
-        "caccia",
-        "canon",
-        "hymn",
-        "part song",
-        "sacred song",
-    }
+    "chorale,mass movement,madrigal,motet,ballata,caccia,canon,hymn,part song,sacred song".split(",")
 )
 
 
@@ -105,13 +101,22 @@ def voice_count(abc: str) -> int:
 def label_texts(facts: PieceFacts) -> list[str]:
     """The words that must not reach the model's input: they are what zero-shot and retrieval ask for."""
     names = (facts.composer, facts.short_composer, facts.genre, facts.era, facts.title, facts.movement)
-    return [text for text in (*names, facts.collection) if text]
+    return [text for text in (*names, facts.collection, facts.form) if text]
+
+
+def form_of(words: list[str]) -> str | None:
+    """The movement's form, from the first form word among the score's direction words."""
+    return next(
+        (FORM_WORDS[w] for text in words for w in re.findall(r"[a-z]+", text.lower()) if w in FORM_WORDS),
+        None,
+    )
 
 
 def tempo_mark_of(words: list[str]) -> tuple[str | None, str | None]:
     """The first tempo mark among a score's direction words and its tempo class."""
     for text in words:
-        found = _TEMPO_MARK.match(text.strip().lower())
+        text = re.sub(r"^finale\.?\s*", "", text.strip(), flags=re.IGNORECASE)  # "Finale. Presto"
+        found = _TEMPO_MARK.match(text.lower())
         if found:
             return text.strip().rstrip(".").strip(), TEMPO_TERMS[found.group(1)]
     return None, None
@@ -141,4 +146,5 @@ def describe_piece(source: str, abc: str, fields: dict, work: Work | None = None
         meter=meter_of(read_header(abc.split("\n")).get("meter")),
         tempo_mark=tempo_mark,
         tempo=tempo,
+        form=form_of(fields.get("words") or []),
     )

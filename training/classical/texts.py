@@ -32,7 +32,7 @@ def _ensemble(facts: PieceFacts) -> str | None:
 def fields(facts: PieceFacts, rng: random.Random | None = None) -> list[str]:
     """Every short fact about the score as a text fragment: the candidates of text dropout."""
     composer = _composer(facts, rng)
-    out = [facts.genre]
+    out = [facts.genre, *([facts.form] if facts.form else [])]
     if composer:
         out.append(f"by {composer}")
     if facts.era:
@@ -74,6 +74,8 @@ def sentence(facts: PieceFacts, rng: random.Random) -> str:
     pick = rng.random
     adjectives = [word for word, p in ((facts.tempo, 0.3), (facts.era, 0.6)) if word and pick() < p]
     head = with_article(" ".join([*adjectives, facts.genre]))
+    if facts.form and pick() < 0.6:
+        head = f"{with_article(facts.form)} from {head}"
     tails = []
     if (composer := _composer(facts, rng)) and pick() < 0.8:
         tails.append(f"by {composer}")

@@ -75,7 +75,8 @@ def _bach(stem: str, fields: dict) -> Work:
     work, movement = number.groups()
     bwv = f"{work}.{movement}" if movement else work
     title = _chorale_titles().get(bwv) or _chorale_titles().get(work)
-    return Work(f"bach/bwv{work}", FOLDER_COMPOSERS["bach"], "chorale", title, f"BWV {bwv}", "four voices")
+    title = f"{title}, BWV {bwv}" if title else f"BWV {bwv}"
+    return Work(f"bach/bwv{work}", FOLDER_COMPOSERS["bach"], "chorale", title, ensemble="four voices")
 
 
 def _palestrina(stem: str, fields: dict) -> Work:
