@@ -48,7 +48,12 @@ def test_the_same_music_written_differently_patches_identically():
 
 @pytest.mark.parametrize(
     ("changed", "by"),
-    [("GA !trill!B2", "GA !trill!B3"), ("GA !trill!B2", "GA !trill!^B2"), ("d2 cB", "d2 c'B"), ("F2 E4", "F2 D4")],
+    [
+        ("GA !trill!B2", "GA !trill!B3"),
+        ("GA !trill!B2", "GA !trill!^B2"),
+        ("d2 cB", "d2 c'B"),
+        ("F2 E4", "F2 D4"),
+    ],
 )
 def test_what_changes_the_music_still_changes_the_patches(changed, by):
     assert changed in WRITTEN

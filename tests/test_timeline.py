@@ -1,4 +1,4 @@
-"""The timeline step of the canonical spelling: what a MIDI file keeps of a tune reads the same as the tune."""
+"""The canonical spelling's timeline: what a MIDI file keeps of a tune reads the same as the tune."""
 
 import pytest
 
@@ -70,7 +70,11 @@ def test_tuplets_stay_whole():
 
 @pytest.mark.parametrize(
     "abc",
-    ["X:1\nM:none\nL:1/8\nK:D\nA|d2 fe|d4|]\n", "X:1\nM:2/4\nL:1/8\nK:D\nA|d2 & fe|d4|]\n", "X:1\nM:2/4\nL:1/8\nK:Hp\nA|B|\n"],
+    [
+        "X:1\nM:none\nL:1/8\nK:D\nA|d2 fe|d4|]\n",  # free meter
+        "X:1\nM:2/4\nL:1/8\nK:D\nA|d2 & fe|d4|]\n",  # voice overlay
+        "X:1\nM:2/4\nL:1/8\nK:Hp\nA|B|\n",  # a bagpipe key
+    ],
 )
 def test_a_body_it_cannot_read_keeps_its_bars(abc):
     assert body(abc).startswith("A|")

@@ -50,7 +50,7 @@ class TrainConfig:
 
     out: Path = Path("models/default")
     family: str = "default"
-    epochs: int = 3
+    epochs: int = 5
     batch_size: int = 64
     lr: float = 5e-4
     weight_decay: float = 0.05
