@@ -83,6 +83,26 @@ def _with_baseline(checkpoint: Path, device: str) -> list[dict]:
     "--limit", type=int, default=None, help="Train on the first N training tunes only (smoke runs)."
 )
 @click.option(
+    "--music-layers",
+    type=int,
+    default=None,
+    help="Layers of the music tower [default: the family's]; a model choice to compare, not to ship.",
+)
+@click.option(
+    "--music-music-weight",
+    type=float,
+    default=TrainConfig.music_music_weight,
+    show_default=True,
+    help="Weight of the music-music InfoNCE term between two views of a tune (0: the views as "
+    "augmentation only).",
+)
+@click.option(
+    "--classical/--no-classical",
+    default=TrainConfig.classical,
+    show_default=True,
+    help="Also train on music21's classical scores.",
+)
+@click.option(
     "--eval/--no-eval",
     "then_evaluate",
     default=True,
@@ -99,6 +119,9 @@ def train(
     device: str,
     cache_dir: Path,
     limit: int | None,
+    music_layers: int | None,
+    music_music_weight: float,
+    classical: bool,
     then_evaluate: bool,
 ) -> None:
     """Train the default model from scratch on music21's folk tunes and classical scores (LiT: frozen
@@ -120,6 +143,9 @@ def train(
         device=device,
         cache_dir=cache_dir,
         limit=limit,
+        music_overrides={"num_hidden_layers": music_layers} if music_layers else {},
+        music_music_weight=music_music_weight,
+        classical=classical,
     )
     try:
         with exclusive(out, "clamp train"):

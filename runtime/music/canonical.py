@@ -2,17 +2,20 @@
 
 A user's file and an indexed tune that hold the same notes should patch alike, whatever program wrote them.
 So, for the default family only (the official CLaMP families stay byte-exact with CLaMP):
-- header fields in one order (M:, L:, Q: before K:), `M:C` as 4/4 and `M:C|` as 2/2, `K:` modes in their
-  three-letter spelling (`K:E minor`, `K:Emin`, `K:Eaeolian` -> `K:Em`; `K:G major` -> `K:G`);
+- header fields in one order (M:, L: before the rest, K: last; lines before K: that are no field dropped),
+  `M:C` as 4/4 and `M:C|` as 2/2, `K:` as major or minor (`K:E minor`, `K:Emin`, `K:Eaeolian` -> `K:Em`;
+  `K:G major` -> `K:G`; church modes as the major key of their signature: `K:Ador` -> `K:G`);
 - every length rewritten to L:1/8 (so `L:1/16` with doubled lengths is the same text), broken rhythm
   (`A>B`) written out as lengths (`A3/2B/`);
-- double and final bar lines as single ones (repeats and endings stay);
+- double and final bar lines as single ones;
 - chord symbols and annotations ("Am", "^Andante"), decorations (!trill!, +f+, ~, .), slurs and grace
   notes dropped, as are spaces, line breaks and line-continuation backslashes (beaming and layout);
-- `I:` lines, `V:` properties (a voice keeps its id; a lone voice loses its `V:` lines) and
-  invisible rests (`x` -> `z`): what converters such as xml2abc add.
-What changes the music stays: pitches, accidentals, lengths, ties, tuplets, rests, bar lines and repeats,
-inline key and meter changes. Text the tokenizer does not know is kept as it is.
+- `I:` and `Q:` lines, `V:` properties (a voice keeps its id; a lone voice loses its `V:` lines) and
+  invisible rests (dropped in a lone voice, where converters pad short bars with them; `z` between voices);
+- then a single-voice tune is written as its timeline (runtime/music/timeline.py): repeats played out
+  and a part played twice written once, bars counted from the first note, pitches spelled by their sound.
+What changes the music stays: pitches, lengths, ties, tuplets, rests between notes, key changes.
+Text the tokenizer does not know is kept as it is.
 """
 
 from __future__ import annotations
