@@ -128,10 +128,25 @@ def load_official(checkpoint_dir: str | Path, family_name: str | dict) -> CLaMP:
     return model.eval()
 
 
-def _frozen_pretrained_text(family: dict) -> bool:
-    """Whether the text tower is the untouched pretrained one (then our checkpoints do not store it)."""
+def first_tuned_text_layer(family: dict) -> int:
+    """The lowest text layer that trained: the top family.text.trainable_layers did (all layers: LiT)."""
     text = family["text"]
-    return bool(text.get("init")) and text.get("trainable_layers", 0) == 0
+    tuned = text.get("trainable_layers", 0)
+    if not isinstance(tuned, int) or not 0 <= tuned <= text["num_hidden_layers"]:
+        raise ValueError(
+            f"family {family['name']!r}: text.trainable_layers must be 0..{text['num_hidden_layers']}, "
+            f"not {tuned!r}"
+        )
+    return text["num_hidden_layers"] - tuned
+
+
+def _stored(key: str, family: dict) -> bool:
+    """Whether our checkpoints hold this weight: all but the pretrained text tower's frozen part (its
+    embeddings, pooler and untrained lower layers come from family.text.init, as training started)."""
+    if not key.startswith(TEXT_PREFIX) or not family["text"].get("init"):
+        return True
+    layer = key.removeprefix(f"{TEXT_PREFIX}encoder.layer.").split(".", 1)[0]
+    return layer.isdigit() and int(layer) >= first_tuned_text_layer(family)
 
 
 def pretrained_text_dir(family: dict) -> Path:
@@ -161,14 +176,14 @@ def init_model(family: dict) -> CLaMP:
 
 
 def save_ours(model: CLaMP, family: dict, out_dir: str | Path) -> None:
-    """Write model.safetensors + config.json (the family); a frozen pretrained text tower is not stored."""
+    """Write model.safetensors + config.json (the family); of a pretrained text tower only the layers
+    that trained (family.text.trainable_layers, the top ones) are stored: none for LiT."""
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    skip_text = _frozen_pretrained_text(family)
     state = {
         key: value.detach().cpu().contiguous()
         for key, value in model.state_dict().items()
-        if not (skip_text and key.startswith(TEXT_PREFIX))
+        if _stored(key, family)
     }
     # under temporary names, then renamed: a kill or a full disk never leaves half a checkpoint file
     weights, config = directory / f".{WEIGHTS_FILE}.tmp", directory / f".{CONFIG_FILE}.tmp"
@@ -189,13 +204,14 @@ def load_ours(checkpoint_dir: str | Path) -> tuple[CLaMP, dict]:
         directory, (CONFIG_FILE, WEIGHTS_FILE), "Expected a dir written by `clamp train` / save_ours."
     )
     family = json.loads((directory / CONFIG_FILE).read_text())
-    model = init_model(family) if _frozen_pretrained_text(family) else CLaMP(family)
-    target = model
-    if _frozen_pretrained_text(family):
-        target = torch.nn.ModuleDict(
-            {name: module for name, module in model.named_children() if name != "text_enc"}
-        )
-    _load_strict(target, load_file(directory / WEIGHTS_FILE), directory / WEIGHTS_FILE)
+    model = init_model(family)
+    weights = directory / WEIGHTS_FILE
+    state = load_file(weights)
+    # exactly the stored keys: a tuned layer missing from the file fails, never stays pretrained
+    check_keys(
+        {key: value for key, value in model.state_dict().items() if _stored(key, family)}, state, weights
+    )
+    model.load_state_dict(state, strict=False)
     return model.eval(), family
 
 
@@ -252,7 +268,7 @@ class CheckpointSource:
             return [self.directory / self.family["checkpoint_file"], self.directory / TOKENIZER_FILE]
         files = [self.directory / CONFIG_FILE, self.directory / WEIGHTS_FILE]
         files.append(_ours_tokenizer_json(self.directory, self.family))
-        if _frozen_pretrained_text(self.family):
+        if self.family["text"].get("init"):
             files.append(pretrained_text_dir(self.family) / WEIGHTS_FILE)
         return files
 

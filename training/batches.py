@@ -1,8 +1,9 @@
-"""Batching for PyTorch CLaMP: padded patch tensors, length-bucketed batches, batched encoding of a corpus."""
+"""Batching for PyTorch CLaMP: padded patch tensors, length-bucketed batches, batched encoding of a corpus,
+and the text tower split at a layer (training tunes the layers above it on cached inputs)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +29,17 @@ def pad_patches(patches: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tens
         ids[row, : len(tune)] = tune
         mask[row, : len(tune)] = 1
     return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+def pad_rows(arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Texts of T_i x H hidden states -> float32 [B, max T, H] and mask [B, max T] (int64), right-padded."""
+    width = max(len(a) for a in arrays)
+    hidden = np.zeros((len(arrays), width, arrays[0].shape[1]), dtype=np.float32)
+    mask = np.zeros((len(arrays), width), dtype=np.int64)
+    for row, text in enumerate(arrays):
+        hidden[row, : len(text)] = text
+        mask[row, : len(text)] = 1
+    return torch.from_numpy(hidden), torch.from_numpy(mask)
 
 
 def length_batches(
@@ -77,6 +89,46 @@ def pooled_text_features(
         return model.text_pooled(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
 
     return _encode_in_length_order(lengths, batch_size, encode)
+
+
+def run_text_layers(
+    layers: Iterable[torch.nn.Module], hidden: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Hidden states [B,T,H] through BERT layers, padding masked out as the text tower's forward does
+    with eager attention (an additive bias of the dtype's minimum on padded keys)."""
+    bias = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+    for layer in layers:
+        out = layer(hidden, bias)
+        hidden = out[0] if isinstance(out, tuple) else out  # layers return a tuple before transformers 5
+    return hidden
+
+
+def pooled_above(model: CLaMP, hidden: torch.Tensor, mask: torch.Tensor, first: int) -> torch.Tensor:
+    """text_pooled from the hidden states that enter text layer `first`: the layers from there up, then the
+    model's pooling (CLaMP.text_pooled == pooled_above(text_prefixes(..., first), first))."""
+    return model.pool(run_text_layers(model.text_enc.encoder.layer[first:], hidden, mask), mask)
+
+
+@torch.inference_mode()
+def text_prefixes(
+    model: CLaMP,
+    tokenizer: TextTokenizer,
+    texts: Sequence[str],
+    first: int,
+    device: torch.device,
+    batch_size: int = 256,
+) -> list[np.ndarray]:
+    """Per text, the hidden states entering text layer `first` (the output of the layers below it),
+    float32 [its tokens, text_hidden]: what training runs its tuned layers on."""
+    id_lists = tokenizer.token_ids(texts)
+    prefixes: list[np.ndarray] = [np.empty(0)] * len(texts)
+    for chunk in _sorted_chunks([len(ids) for ids in id_lists], batch_size):
+        ids, mask = (torch.from_numpy(a).to(device) for a in tokenizer.pad([id_lists[i] for i in chunk]))
+        embedded = model.text_enc.embeddings(input_ids=ids)
+        hidden = run_text_layers(model.text_enc.encoder.layer[:first], embedded, mask).float().cpu().numpy()
+        for row, i in enumerate(chunk):
+            prefixes[i] = hidden[row, : len(id_lists[i])].copy()
+    return prefixes
 
 
 @torch.inference_mode()

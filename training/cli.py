@@ -13,6 +13,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import click
 
 from runtime.cli import precision_option
+from runtime.model.families import load_family
 from runtime.storage.dirs import CHECKPOINT, OutDirError, prepare_out_dir
 from runtime.storage.lock import DirLockedError, exclusive
 from training.evaluate import evaluate as run_evaluation
@@ -77,7 +78,7 @@ def _with_baseline(checkpoint: Path, device: str) -> list[dict]:
     type=click.Path(path_type=Path),
     default=TrainConfig.cache_dir,
     show_default=True,
-    help="Where the frozen text tower's features of the training texts are cached.",
+    help="Where the frozen text layers' outputs for the training texts are cached.",
 )
 @click.option(
     "--limit", type=int, default=None, help="Train on the first N training tunes only (smoke runs)."
@@ -103,6 +104,14 @@ def _with_baseline(checkpoint: Path, device: str) -> list[dict]:
     help="Also train on music21's classical scores.",
 )
 @click.option(
+    "--text-tuned-layers",
+    type=click.IntRange(0, load_family(TrainConfig.family)["text"]["num_hidden_layers"]),
+    default=TrainConfig.text_tuned_layers,
+    show_default=True,
+    help=f"Top layers of the pretrained text tower that train too, at {TrainConfig.text_lr_scale:g} x --lr "
+    "(0: LiT, it stays frozen); the checkpoint then stores those layers.",
+)
+@click.option(
     "--eval/--no-eval",
     "then_evaluate",
     default=True,
@@ -122,6 +131,7 @@ def train(
     music_layers: int | None,
     music_music_weight: float,
     classical: bool,
+    text_tuned_layers: int,
     then_evaluate: bool,
 ) -> None:
     """Train the default model from scratch on music21's folk tunes and classical scores (LiT: frozen
@@ -146,6 +156,7 @@ def train(
         music_overrides={"num_hidden_layers": music_layers} if music_layers else {},
         music_music_weight=music_music_weight,
         classical=classical,
+        text_tuned_layers=text_tuned_layers,
     )
     try:
         with exclusive(out, "clamp train"):

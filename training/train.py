@@ -2,7 +2,9 @@
 music tower and music_proj learn) on music21's tunes with synthesised texts.
 
 Because the text tower is frozen, its pooled features for every training text are computed once (and
-cached, text by text), so an epoch costs only the music tower and two projections.
+cached, text by text), so an epoch costs only the music tower and two projections. With
+text_tuned_layers=N the top N layers of the text tower learn too: what enters them (the output of the
+frozen layers below) is computed once per text the same way, so a step runs only those N layers.
 
 Invariance (v2): each tune comes with *views*, the same music written differently (training/variants.py:
 textual rewrites and the cached MusicXML / MIDI round trips), patched through the family's preprocessing
@@ -19,6 +21,7 @@ import math
 import platform
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,13 +30,27 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from exporter.checkpoint import TOKENIZER_FILE, init_model, pretrained_text_dir, save_ours
+from exporter.checkpoint import (
+    TOKENIZER_FILE,
+    first_tuned_text_layer,
+    init_model,
+    pretrained_text_dir,
+    save_ours,
+)
 from exporter.model import CLaMP
 from runtime.model.families import load_family
 from runtime.model.text import TextTokenizer
 from runtime.music.profiles import profile_of
 from training import texts as folk_texts
-from training.batches import length_batches, pad_patches, pooled_text_features, resolve_device
+from training.batches import (
+    length_batches,
+    pad_patches,
+    pad_rows,
+    pooled_above,
+    pooled_text_features,
+    resolve_device,
+    text_prefixes,
+)
 from training.classical import texts as classical_texts
 from training.classical.corpus import ClassicalPiece, load_classical
 from training.corpus import CorpusTune, load_corpus
@@ -71,6 +88,10 @@ class TrainConfig:
     classical: bool = True  # also music21's classical scores (training/classical: converted once, cached)
     # Tunes per side of the split whose MusicXML / MIDI round trips are made (None: none; slow, cached).
     round_trips: dict[str, int] | None = field(default_factory=lambda: dict(DEFAULT_PER_SPLIT))
+    text_tuned_layers: int = 0  # top layers of the pretrained text tower that learn too (0: LiT)
+    # Their lr as a fraction of lr: 5e-5 at the default, BERT's usual fine-tuning rate; the full lr (set
+    # for towers trained from scratch) would wash out what the pretrained layers know of language.
+    text_lr_scale: float = 0.1
 
 
 @dataclass
@@ -140,27 +161,81 @@ def build_training_set(config: TrainConfig, family: dict) -> TrainingSet:
     return TrainingSet(ids=[t.id for t in tunes], views=views, texts=list(unique), variant_ids=variant_ids)
 
 
-def cached_text_features(
-    model: CLaMP, tokenizer: TextTokenizer, texts: list[str], family: dict, config: TrainConfig
-) -> np.ndarray:
-    """Frozen text-tower features of the texts; texts encoded by an earlier run come from the cache."""
-    key = hashlib.sha256(json.dumps(family["text"]).encode()).hexdigest()[:20]
-    path = config.cache_dir / f"text-features-{key}.npz" if config.cache_dir else None
+def _cache_path(config: TrainConfig, name: str, key: object) -> Path | None:
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
+    return config.cache_dir / f"{name}-{digest}.npz" if config.cache_dir else None
+
+
+def cached_per_text(
+    path: Path | None, texts: list[str], encode: Callable[[list[str]], list[np.ndarray]], what: str
+) -> list[np.ndarray]:
+    """encode's [rows, H] array of each text, each text encoded once: those an earlier run encoded come from
+    the npz at path (every text's rows concatenated; "rows" absent: one each, as LiT's features)."""
     known: dict[str, np.ndarray] = {}
     if path and path.is_file():
         with np.load(path) as cached:
-            known = dict(zip(json.loads(str(cached["texts"])), cached["features"], strict=True))
+            names = json.loads(str(cached["texts"]))
+            rows = cached["rows"] if "rows" in cached.files else np.ones(len(names), dtype=np.int64)
+            known = dict(zip(names, np.split(cached["features"], np.cumsum(rows)[:-1]), strict=True))
     missing = [t for t in texts if t not in known]
     if missing:
-        print(f"encoding {len(missing)} new training texts with the frozen text tower (cached afterwards)")
-        encoded = pooled_text_features(model, tokenizer, missing, next(model.parameters()).device)
-        known.update(zip(missing, encoded, strict=True))
+        print(f"encoding {len(missing)} new training texts: {what} (cached afterwards)")
+        known.update(zip(missing, encode(missing), strict=True))
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp.npz")
-            np.savez(tmp, texts=json.dumps(list(known)), features=np.stack(list(known.values())))
+            arrays = list(known.values())
+            rows = np.array([len(a) for a in arrays], dtype=np.int64)
+            np.savez(tmp, texts=json.dumps(list(known)), features=np.concatenate(arrays), rows=rows)
             tmp.replace(path)
-    return np.stack([known[t] for t in texts])
+    return [known[t] for t in texts]
+
+
+def cached_text_features(
+    model: CLaMP, tokenizer: TextTokenizer, texts: list[str], family: dict, config: TrainConfig
+) -> np.ndarray:
+    """Frozen text-tower features of the texts [N, H]; texts encoded by an earlier run come from the cache."""
+    device = next(model.parameters()).device
+    features = cached_per_text(
+        _cache_path(config, "text-features", family["text"]),
+        texts,
+        lambda missing: list(pooled_text_features(model, tokenizer, missing, device)[:, None]),
+        "pooled features of the frozen text tower",
+    )
+    return np.concatenate(features)
+
+
+def cached_text_prefixes(
+    model: CLaMP, tokenizer: TextTokenizer, texts: list[str], first: int, family: dict, config: TrainConfig
+) -> list[np.ndarray]:
+    """Per text, the hidden states [tokens, H] entering text layer `first`, cached like the features;
+    float32 (v2's 29,659 texts: 0.9 GB), so they are exactly what the full forward computes there."""
+    device = next(model.parameters()).device
+    return cached_per_text(
+        _cache_path(config, "text-prefixes", {"text": family["text"], "frozen_layers": first}),
+        texts,
+        lambda missing: text_prefixes(model, tokenizer, missing, first, device),
+        f"hidden states after the {first} frozen text layers",
+    )
+
+
+def text_side(
+    model: CLaMP, tokenizer: TextTokenizer, texts: list[str], family: dict, config: TrainConfig
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The texts' pooled features (before text_proj) by index, for a step: LiT looks them up; with tuned
+    layers, a step runs those layers and the pooling on the cached hidden states beneath them."""
+    device = next(model.parameters()).device
+    first = first_tuned_text_layer(family)
+    if first == family["text"]["num_hidden_layers"]:
+        features = torch.from_numpy(cached_text_features(model, tokenizer, texts, family, config)).to(device)
+        return lambda ids: features[ids]
+    prefixes = cached_text_prefixes(model, tokenizer, texts, first, family, config)
+
+    def pooled(ids: torch.Tensor) -> torch.Tensor:
+        hidden, mask = pad_rows([prefixes[i] for i in ids.tolist()])
+        return pooled_above(model, hidden.to(device), mask.to(device), first)
+
+    return pooled
 
 
 def contrastive_loss(
@@ -196,20 +271,31 @@ def pick_views(
     return first, second, np.asarray(paired, dtype=np.int64)
 
 
-def trainable_parameters(model: CLaMP) -> list[torch.nn.Parameter]:
-    """LiT: everything except the text tower."""
-    for p in model.text_enc.parameters():
-        p.requires_grad_(False)
-    return [p for name, p in model.named_parameters() if not name.startswith("text_enc.")]
+def trainable_parameters(
+    model: CLaMP, first: int
+) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    """What learns: everything but the text tower, then its layers from `first` up (LiT: none of them)."""
+    model.text_enc.requires_grad_(False)
+    text = list(model.text_enc.encoder.layer[first:].parameters())
+    for p in text:
+        p.requires_grad_(True)
+    return [p for name, p in model.named_parameters() if not name.startswith("text_enc.")], text
 
 
-def _optimizer(params: list[torch.nn.Parameter], logit_scale: torch.nn.Parameter, config: TrainConfig):
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2] + [logit_scale]
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
-    )
+def _optimizer(
+    params: list[torch.nn.Parameter],
+    text_params: list[torch.nn.Parameter],
+    logit_scale: torch.nn.Parameter,
+    config: TrainConfig,
+):
+    """AdamW, weight decay on matrices only; the tuned text layers at text_lr_scale times the lr."""
+    groups = []
+    for group, lr in ((params + [logit_scale], config.lr), (text_params, config.lr * config.text_lr_scale)):
+        groups += [
+            {"params": [p for p in group if p.ndim >= 2], "weight_decay": config.weight_decay, "lr": lr},
+            {"params": [p for p in group if p.ndim < 2], "weight_decay": 0.0, "lr": lr},
+        ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
 
 
 def _schedule(step: int, warmup: int, total: int) -> float:
@@ -231,7 +317,12 @@ def train(config: TrainConfig) -> dict:
     seed_everything(config.seed)
     device = resolve_device(config.device)
     family = load_family(config.family)
-    family = {**family, "music": {**family["music"], **config.music_overrides}}
+    family = {
+        **family,
+        "text": {**family["text"], "trainable_layers": config.text_tuned_layers},
+        "music": {**family["music"], **config.music_overrides},
+    }
+    first_tuned = first_tuned_text_layer(family)
     model = init_model(family).to(device)
     text = family["text"]
     tokenizer = TextTokenizer.from_file(
@@ -239,12 +330,13 @@ def train(config: TrainConfig) -> dict:
     )
     data = build_training_set(config, family)
     model.eval()
-    features = torch.from_numpy(cached_text_features(model, tokenizer, data.texts, family, config)).to(device)
+    pooled_text = text_side(model, tokenizer, data.texts, family, config)
     model.train()
-    model.text_enc.eval()  # frozen: its dropout must not run (it is not run at all during training)
+    model.text_enc.eval()  # its frozen part's dropout must not run (it is not run at all during training)
+    model.text_enc.encoder.layer[first_tuned:].train()  # tuned layers: dropout, as in the music tower
+    params, text_params = trainable_parameters(model, first_tuned)
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / config.init_temperature), device=device))
-    params = trainable_parameters(model)
-    optimizer = _optimizer(params, logit_scale, config)
+    optimizer = _optimizer(params, text_params, logit_scale, config)
     rng = np.random.default_rng(config.seed)
     lengths = [len(v[0]) for v in data.views]
     steps_per_epoch = math.ceil(len(lengths) / config.batch_size)
@@ -265,7 +357,7 @@ def train(config: TrainConfig) -> dict:
                 ids, mask = pad_patches(first + second if use_pairs else first)
                 music = model.encode_music(ids.to(device), mask.to(device))
                 loss = contrastive_loss(
-                    model.text_proj(features[text_ids]), music[: len(batch)], logit_scale, text_ids
+                    model.text_proj(pooled_text(text_ids)), music[: len(batch)], logit_scale, text_ids
                 )
                 if use_pairs:
                     pairs = music_music_loss(
@@ -274,7 +366,7 @@ def train(config: TrainConfig) -> dict:
                     loss = loss + config.music_music_weight * pairs
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                torch.nn.utils.clip_grad_norm_(params + text_params, 1.0)
                 optimizer.step()
                 scheduler.step()
                 with torch.no_grad():
