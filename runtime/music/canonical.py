@@ -24,7 +24,7 @@ import contextlib
 import re
 from fractions import Fraction
 
-from runtime.music.lengths import length_of, length_text
+from runtime.music.lengths import length_of, length_text, scaled_length
 from runtime.music.timeline import Unreadable, key_fifths, major_with_signature, timeline
 
 UNIT = Fraction(1, 8)
@@ -93,32 +93,24 @@ class _Body:
     def rewrite(self, line: str) -> str:
         out: list[str] = []
         pending: Fraction | None = None  # broken rhythm: the factor of the next note
-        last_note = -1  # index in out of the last note or chord, and its length
-        last_length = Fraction(0)
+        last_note = -1  # index in out of the last note or chord
         for m in _TOKENS.finditer(line):
-            kind = next(
-                g
-                for g in ("drop", "field", "bar", "tuplet", "chord", "note", "broken", "other")
-                if m.group(g)
-            )
-            text = m.group(0)
+            kind, text = m.lastgroup, m.group(0)
             if kind == "drop":
                 continue
             if kind == "field":
                 out.append(self._field(text))
             elif kind in ("note", "chord"):
-                factor = pending or Fraction(1)
-                pending = None
+                factor, pending = pending or 1, None
                 if kind == "note":
                     pitch = m.group("pitch")
                     if pitch == "x" and self.voices <= 1:
                         continue  # a converter's padding of a short bar: no time in a lone voice
                     pitch = "z" if pitch == "x" else pitch
-                    last_length = length_of(m.group("len")) * self.scale * factor
-                    out.append(pitch + length_text(last_length))
+                    scale = self.scale if factor == 1 else self.scale * factor
+                    out.append(pitch + scaled_length(m.group("len"), scale))
                 else:
                     outer = length_of(m.group("clen")) * factor
-                    last_length = outer * self.scale
                     out.append(self._chord(m.group("inner"), outer))
                 last_note = len(out) - 1
             elif kind == "bar":

@@ -17,6 +17,7 @@ A body this cannot read (voice overlay, multi-bar rests, a free meter, an unknow
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -42,7 +43,6 @@ _TOKENS = re.compile(
     |(?P<other>.)""",
     re.VERBOSE | re.DOTALL,
 )
-_KINDS = ("line", "field", "bar", "tuplet", "chord", "note", "rest", "tie", "other")
 _CHORD_NOTE = re.compile(r"(\^{1,2}|_{1,2}|=)?([A-Ga-g])([,']*)(\d*/*\d*)")
 
 
@@ -55,7 +55,7 @@ class Atom:
     """A note or chord (pitches as MIDI numbers), a rest (no pitches), or a tuplet group (never split)."""
 
     pitches: tuple[int, ...] | None
-    length: Fraction  # sounding length in eighths
+    length: int  # sounding length in ticks (TICKS to an eighth)
     tied: bool = False
     tuplet: str = ""  # the group's written token, e.g. "(3"
     members: tuple[Atom, ...] = ()  # a group's atoms, with their written lengths
@@ -92,9 +92,7 @@ def major_with_signature(fifths: int) -> str:
 
 def key_alterations(key: str) -> dict[str, int]:
     """{letter: -1, 0 or +1} of a canonical K: value; raises Unreadable."""
-    fifths = key_fifths(key)
-    altered = "FCGDAEB"[:fifths] if fifths > 0 else "BEADGCF"[:-fifths]
-    return {letter: (1 if fifths > 0 else -1) if letter in altered else 0 for letter in _STEPS}
+    return dict(_alterations(key_fifths(key)))
 
 
 def bar_length(meter: str) -> Fraction:
@@ -115,6 +113,22 @@ def timeline(body: str, key: str, meter: str) -> str:
     return "".join(_squash(bars))
 
 
+TICKS = 20_160  # per eighth: exact for lengths down to 1/64 and tuplets of 3, 5, 7 and 9
+
+
+def _ticks(length: Fraction) -> int:
+    ticks = length * TICKS
+    if ticks.denominator != 1:
+        raise Unreadable(f"length {length}")
+    return int(ticks)
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_ticks(text: str, outer: str = "") -> int:
+    """Ticks of an ABC length suffix (times a chord's outer length)."""
+    return _ticks(length_of(text) * length_of(outer))
+
+
 class _Reader:
     """Canonical body tokens -> atoms, fields and bar lines, pitches as they sound (key, bar accidentals)."""
 
@@ -126,7 +140,7 @@ class _Reader:
 
     def read(self, body: str) -> list[Atom | Field | str]:
         for m in _TOKENS.finditer(body):
-            getattr(self, f"_{next(kind for kind in _KINDS if m.group(kind) is not None)}")(m)
+            getattr(self, f"_{m.lastgroup}")(m)
         if self.group:
             self._close_group()
         return self.items
@@ -151,9 +165,10 @@ class _Reader:
         token, ratio, _, members = self.group
         self.group = []
         if members:
-            self.items.append(
-                Atom(None, sum(a.length for a in members) * ratio, tuplet=token, members=tuple(members))
-            )
+            length = sum(a.length for a in members) * ratio
+            if length.denominator != 1:
+                raise Unreadable(f"tuplet {token!r} of {length} ticks")
+            self.items.append(Atom(None, int(length), tuplet=token, members=tuple(members)))
 
     def _line(self, m: re.Match) -> None:
         self._set(m.group(0).strip())
@@ -188,15 +203,15 @@ class _Reader:
         if not notes:
             raise Unreadable("an empty chord")
         pitches = tuple(sorted({self._pitch(acc, letter, octave) for acc, letter, octave, _ in notes}))
-        length = length_of(notes[0][3]) * length_of(m.group("clen"))
+        length = _text_ticks(notes[0][3], m.group("clen"))
         self._add(Atom(pitches, length, tied="-" in m.group("inner")))
 
     def _note(self, m: re.Match) -> None:
         pitch = self._pitch(m.group("acc"), m.group("letter"), m.group("octave"))
-        self._add(Atom((pitch,), length_of(m.group("len"))))
+        self._add(Atom((pitch,), _text_ticks(m.group("len"))))
 
     def _rest(self, m: re.Match) -> None:
-        self._add(Atom(None, length_of(m.group("rlen"))))
+        self._add(Atom(None, _text_ticks(m.group("rlen"))))
 
     def _tie(self, m: re.Match) -> None:
         atoms = self.group[3] if self.group else self.items
@@ -261,17 +276,46 @@ def _merge_ties(items: list[Atom | Field]) -> list[Atom | Field]:
     return out
 
 
+@functools.lru_cache(maxsize=4096)
+def _length_text(ticks: int) -> str:
+    return length_text(Fraction(ticks, TICKS))
+
+
+@functools.lru_cache(maxsize=64)
+def _alterations(fifths: int) -> dict[str, int]:
+    altered = "FCGDAEB"[:fifths] if fifths > 0 else "BEADGCF"[:-fifths]
+    return {letter: (1 if fifths > 0 else -1) if letter in altered else 0 for letter in _STEPS}
+
+
+@functools.lru_cache(maxsize=4096)
+def _spelling(pitch: int, fifths: int) -> tuple[str, int, int, str]:
+    """(letter, alteration, octave, ABC without accidental) of a MIDI pitch in a key: the key signature's
+    letter, else the natural, else a sharp in sharp keys and a flat in flat keys."""
+    key = _alterations(fifths)
+
+    def preference(candidate: tuple[str, int]) -> tuple[int, int]:
+        name, alteration = candidate
+        if alteration == key[name]:
+            return (0, 0)
+        return (1, 0) if alteration == 0 else (2, 0 if (alteration > 0) == (fifths >= 0) else 1)
+
+    candidates = [(n, a) for n, step in _STEPS.items() for a in (-1, 0, 1) if (step + a - pitch) % 12 == 0]
+    name, alteration = min(candidates, key=preference)
+    octave = (pitch - _STEPS[name] - alteration) // 12 - 1
+    text = (name if octave <= 4 else name.lower()) + "," * max(0, 4 - octave) + "'" * max(0, octave - 5)
+    return name, alteration, octave, text
+
+
 class _Writer:
     """Atoms -> bar texts at the meter's length from the first note, pitches spelled in the key."""
 
     def __init__(self, key: str, meter: str):
         self.key_text = key
-        self.key = key_alterations(key)
-        self.fifths_sign = sum(self.key.values())
-        self.bar_len = bar_length(meter)
+        self.fifths = key_fifths(key)
+        self.bar_len = _ticks(bar_length(meter))
         self.bars: list[str] = []
         self.current: list[str] = []
-        self.position = Fraction(0)
+        self.position = 0  # ticks into the bar
         self.accidentals: dict[tuple[str, int], int] = {}
 
     def write(self, items: list[Atom | Field]) -> list[str]:
@@ -279,7 +323,8 @@ class _Writer:
             if isinstance(item, Field):
                 self._field(item)
             elif item.members:
-                self.current.append(item.tuplet + "".join(self._atom(a, a.length) for a in item.members))
+                members = "".join(self._atom(a, a.length) for a in item.members)
+                self.current.append(item.tuplet + members)
                 self._advance(item.length)
             else:
                 self._split(item)
@@ -289,8 +334,7 @@ class _Writer:
 
     def _field(self, field: Field) -> None:
         if field.value != self.key_text:
-            self.key_text, self.key = field.value, key_alterations(field.value)
-            self.fifths_sign = sum(self.key.values())
+            self.key_text, self.fifths = field.value, key_fifths(field.value)
             self.current.append(f"[K:{field.value}]")
 
     def _split(self, atom: Atom) -> None:
@@ -302,9 +346,9 @@ class _Writer:
             self.current.append(self._atom(atom, part) + ("-" if tied else ""))
             self._advance(part)
 
-    def _advance(self, length: Fraction) -> None:
+    def _advance(self, ticks: int) -> None:
         """Time moves on; a tuplet group that overran the bar line starts the next bar late."""
-        self.position += length
+        self.position += ticks
         while self.position >= self.bar_len:
             self.position -= self.bar_len
             self._close()
@@ -313,8 +357,8 @@ class _Writer:
         self.bars.append("".join(self.current) + "|")
         self.current, self.accidentals = [], {}
 
-    def _atom(self, atom: Atom, length: Fraction) -> str:
-        text = length_text(length)
+    def _atom(self, atom: Atom, ticks: int) -> str:
+        text = _length_text(ticks)
         if atom.pitches is None:
             return "z" + text
         if len(atom.pitches) == 1:
@@ -323,30 +367,11 @@ class _Writer:
 
     def _spell(self, pitch: int) -> str:
         """A MIDI pitch as ABC in the key, with the accidental this bar needs (if any)."""
-        candidates = [
-            (name, alteration)
-            for name, step in _STEPS.items()
-            for alteration in (-1, 0, 1)
-            if (step + alteration - pitch) % 12 == 0
-        ]
-        name, alteration = min(candidates, key=self._preference)
-        octave = (pitch - _STEPS[name] - alteration) // 12 - 1
-        in_effect = self.accidentals.get((name, octave), self.key[name])
-        mark = ""
-        if alteration != in_effect:
-            mark = _WRITTEN[alteration]
-            self.accidentals[(name, octave)] = alteration
-        letter = name if octave <= 4 else name.lower()
-        marks = "," * max(0, 4 - octave) + "'" * max(0, octave - 5)
-        return mark + letter + marks
-
-    def _preference(self, candidate: tuple[str, int]) -> tuple[int, int]:
-        name, alteration = candidate
-        if alteration == self.key[name]:
-            return (0, 0)
-        if alteration == 0:
-            return (1, 0)
-        return (2, 0 if (alteration > 0) == (self.fifths_sign >= 0) else 1)
+        name, alteration, octave, text = _spelling(pitch, self.fifths)
+        if alteration == self.accidentals.get((name, octave), _alterations(self.fifths)[name]):
+            return text
+        self.accidentals[(name, octave)] = alteration
+        return _WRITTEN[alteration] + text
 
 
 def _squash(bars: list[str]) -> list[str]:
