@@ -97,7 +97,7 @@ def test_tuned_layers_learn_at_a_fraction_of_the_lr():
     assert learning == {name for name, _ in model.named_parameters()} - frozen
     assert len(params) + len(text) == len(learning)
     logit_scale = torch.nn.Parameter(torch.zeros(()))
-    groups = _optimizer(params, text, logit_scale, TrainConfig(lr=1e-3, text_lr_scale=0.1)).param_groups
+    groups = _optimizer([*params, logit_scale], TrainConfig(lr=1e-3, text_lr_scale=0.1), text).param_groups
     lrs = {id(p): group["lr"] for group in groups for p in group["params"]}
     assert {lrs[id(p)] for p in text} == {1e-4} and {lrs[id(p)] for p in [*params, logit_scale]} == {1e-3}
 

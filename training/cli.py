@@ -58,6 +58,13 @@ def _with_baseline(checkpoint: Path, device: str) -> list[dict]:
     help="Checkpoint dir to write (model.safetensors, config.json, training.json, metrics.json).",
 )
 @click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True)
+@click.option(
+    "--pretrain-epochs",
+    type=int,
+    default=TrainConfig.pretrain_epochs,
+    show_default=True,
+    help="Epochs of masked-patch pre-training of the music tower before the contrastive epochs (0: none).",
+)
 @click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True)
 @click.option(
     "--lr", type=float, default=TrainConfig.lr, show_default=True, help="Peak learning rate (AdamW)."
@@ -121,6 +128,7 @@ def _with_baseline(checkpoint: Path, device: str) -> list[dict]:
 def train(
     out: Path,
     epochs: int,
+    pretrain_epochs: int,
     batch_size: int,
     lr: float,
     variants: int,
@@ -146,6 +154,7 @@ def train(
     config = TrainConfig(
         out=out,
         epochs=epochs,
+        pretrain_epochs=pretrain_epochs,
         batch_size=batch_size,
         lr=lr,
         variants=variants,

@@ -11,6 +11,9 @@ textual rewrites and the cached MusicXML / MIDI round trips), patched through th
 (the default family canonicalises first, so most textual rewrites patch identically and drop out). The
 text loss sees a random view; a music-music InfoNCE term pulls a tune's two views together against the
 other tunes of the batch, for the tunes that have a second view.
+
+Optionally (pretrain_epochs > 0) the music tower is first pre-trained alone on the same tunes as written,
+with a masked-patch objective (training/pretrain.py).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import math
 import platform
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,6 +58,7 @@ from training.classical import texts as classical_texts
 from training.classical.corpus import ClassicalPiece, load_classical
 from training.corpus import CorpusTune, load_corpus
 from training.describe import describe
+from training.pretrain import masked_batch, masked_patch_backward, patch_decoder
 from training.roundtrip import DEFAULT_PER_SPLIT, build_cache, cache_file, chosen_tunes
 from training.variants import variants_of
 
@@ -68,6 +72,7 @@ class TrainConfig:
     out: Path = Path("models/default")
     family: str = "default"
     epochs: int = 5
+    pretrain_epochs: int = 0  # masked-patch pre-training of the music tower before the epochs (0: none)
     batch_size: int = 64
     lr: float = 5e-4
     weight_decay: float = 0.05
@@ -283,14 +288,12 @@ def trainable_parameters(
 
 
 def _optimizer(
-    params: list[torch.nn.Parameter],
-    text_params: list[torch.nn.Parameter],
-    logit_scale: torch.nn.Parameter,
-    config: TrainConfig,
-):
-    """AdamW, weight decay on matrices only; the tuned text layers at text_lr_scale times the lr."""
+    params: list[torch.nn.Parameter], config: TrainConfig, text_params: Sequence[torch.nn.Parameter] = ()
+) -> torch.optim.AdamW:
+    """AdamW, weight decay on matrices only (not on biases, norms or the logit scale); tuned text layers
+    at text_lr_scale times the lr."""
     groups = []
-    for group, lr in ((params + [logit_scale], config.lr), (text_params, config.lr * config.text_lr_scale)):
+    for group, lr in ((list(params), config.lr), (list(text_params), config.lr * config.text_lr_scale)):
         groups += [
             {"params": [p for p in group if p.ndim >= 2], "weight_decay": config.weight_decay, "lr": lr},
             {"params": [p for p in group if p.ndim < 2], "weight_decay": 0.0, "lr": lr},
@@ -305,14 +308,68 @@ def _schedule(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def _scheduler(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _schedule(step, warmup, total))
+
+
+def _update(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    params: list[torch.nn.Parameter],
+) -> None:
+    """One step from the gradients already computed: clipped to norm 1, then the learning rate advances."""
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    scheduler.step()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
+def pretrain_music(
+    model: CLaMP, patches: list[np.ndarray], config: TrainConfig, device: torch.device
+) -> list[float]:
+    """Masked-patch pre-training of the music tower for config.pretrain_epochs on these tunes; returns
+    the mean loss of each epoch. The decoder is thrown away.
+
+    Its random streams are its own, seeded from config.seed (torch's is restored afterwards), so the
+    contrastive stage draws the same batches, views, texts and dropout as without pre-training: runs differ
+    only in where the music tower starts.
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        rng = np.random.default_rng([config.seed, 1])
+        decoder = patch_decoder(model.music_enc).to(device)
+        params = list(model.music_enc.parameters()) + list(decoder.parameters())
+        optimizer = _optimizer(params, config)
+        lengths = [len(p) for p in patches]
+        total = config.pretrain_epochs * math.ceil(len(lengths) / config.batch_size)
+        scheduler = _scheduler(optimizer, config.warmup_steps, total)
+        model.music_enc.train()
+        decoder.train()
+        epoch_losses = []
+        with tqdm(total=total, desc="pre-training music", unit="step") as bar:
+            for epoch in range(config.pretrain_epochs):
+                losses = []
+                for batch in length_batches(lengths, config.batch_size, rng):
+                    masked = masked_batch([patches[i] for i in batch], rng).to(device)
+                    optimizer.zero_grad(set_to_none=True)
+                    losses.append(masked_patch_backward(model.music_enc, decoder, masked))
+                    _update(optimizer, scheduler, params)
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(losses[-50:]):.3f}")
+                epoch_losses.append(float(np.mean(losses)))
+    return epoch_losses
+
+
 def train(config: TrainConfig) -> dict:
-    """Train from scratch, save the checkpoint to config.out, and return a summary of the run."""
+    """Train from scratch (optionally pre-training the music tower first), save the checkpoint to
+    config.out, and return a summary of the run."""
     started = time.time()
     seed_everything(config.seed)
     device = resolve_device(config.device)
@@ -332,18 +389,18 @@ def train(config: TrainConfig) -> dict:
     model.eval()
     pooled_text = text_side(model, tokenizer, data.texts, family, config)
     model.train()
+    first_views = [v[0] for v in data.views]
+    pretrain_losses = pretrain_music(model, first_views, config, device) if config.pretrain_epochs else []
     model.text_enc.eval()  # its frozen part's dropout must not run (it is not run at all during training)
     model.text_enc.encoder.layer[first_tuned:].train()  # tuned layers: dropout, as in the music tower
     params, text_params = trainable_parameters(model, first_tuned)
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / config.init_temperature), device=device))
-    optimizer = _optimizer(params, text_params, logit_scale, config)
+    optimizer = _optimizer(params + [logit_scale], config, text_params)
     rng = np.random.default_rng(config.seed)
-    lengths = [len(v[0]) for v in data.views]
+    lengths = [len(v) for v in first_views]
     steps_per_epoch = math.ceil(len(lengths) / config.batch_size)
     total = config.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _schedule(step, config.warmup_steps, total)
-    )
+    scheduler = _scheduler(optimizer, config.warmup_steps, total)
     epoch_losses = []
     with tqdm(total=total, desc="training", unit="step") as bar:
         for epoch in range(config.epochs):
@@ -366,9 +423,7 @@ def train(config: TrainConfig) -> dict:
                     loss = loss + config.music_music_weight * pairs
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params + text_params, 1.0)
-                optimizer.step()
-                scheduler.step()
+                _update(optimizer, scheduler, params + text_params)
                 with torch.no_grad():
                     logit_scale.clamp_(0, math.log(100))
                 losses.append(loss.item())
@@ -383,6 +438,7 @@ def train(config: TrainConfig) -> dict:
         "tunes_with_variants": sum(len(v) > 1 for v in data.views),
         "views": sum(len(v) for v in data.views),
         "unique_texts": len(data.texts),
+        "pretrain_losses": pretrain_losses,
         "epoch_losses": epoch_losses,
         "logit_scale": float(logit_scale.detach().exp()),
         "seconds": round(time.time() - started, 1),
