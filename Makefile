@@ -6,7 +6,7 @@ CLAMP  := $(VENV)/bin/clamp
 MODEL  ?= build/model
 CORPUS  = $(shell $(PY) -c 'import music21, pathlib; print(pathlib.Path(music21.__file__).parent / "corpus")')
 
-.PHONY: setup test demo export lint bench clean
+.PHONY: setup test demo export lint bench model-choices clean
 
 setup: $(VENV)/.installed
 
@@ -64,6 +64,18 @@ bench: demo
 	$(PY) bench/bench_update.py --base-shards build/shards --model $(MODEL) --sizes 100000,1000000 --noise 1
 	$(PY) bench/bench_formats.py
 	$(PY) bench/bench_search_quality.py --index build/index
+
+# The model-card comparison of model choices: one short run per choice at equal budget (folk tunes only,
+# 2 epochs, seed 0), then every run side by side on music none of them trained on (~1 h on 2 cores).
+CHOICES   = build/choices
+CHOICE_RUN = $(CLAMP) train --no-eval --no-classical --epochs 2
+model-choices: setup
+	$(CHOICE_RUN) --out $(CHOICES)/base
+	$(CHOICE_RUN) --out $(CHOICES)/no-music-music --music-music-weight 0
+	$(CHOICE_RUN) --out $(CHOICES)/music-2-layers --music-layers 2
+	$(CHOICE_RUN) --out $(CHOICES)/text-top-layer-tuned --text-tuned-layers 1
+	$(CHOICE_RUN) --out $(CHOICES)/masked-patch-pretrained --pretrain-epochs 1
+	$(CLAMP) eval $(foreach run,base no-music-music music-2-layers text-top-layer-tuned masked-patch-pretrained,--checkpoint $(CHOICES)/$(run)) | tee $(CHOICES)/table.md
 
 clean:
 	rm -rf build
