@@ -148,7 +148,7 @@ def train(
     \b
     Reproduces models/default, seeded. Cached steps first, each with a progress bar: the classical
     scores' conversion (~25 min of 2 busy cores once), the round trips of 3,100 tunes (~50 min once),
-    the frozen text tower's features (~12 min once); then training (~35 min on a busy 2-core CPU):
+    the frozen text tower's features (~12 min once); then training (~48 min on a busy 2-core CPU):
       clamp train --out models/default
     """
     config = TrainConfig(
