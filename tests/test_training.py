@@ -184,3 +184,15 @@ def test_a_tiny_training_run_writes_a_checkpoint_that_evaluates(tiny_run, tmp_pa
     assert "old" not in text and "| MRR |" in text and text.endswith("rest\n")
     both = markdown_table([results, {**results, "checkpoint": "v1"}])
     assert "| header order | 21 | " in both and both.count(" / ") >= 2 * len(results["invariance"])
+
+
+def test_a_checkpoint_can_be_evaluated_patched_another_way(tiny_run):
+    """`clamp eval --profile`: what a model reads into notation shows as the same tunes patched otherwise."""
+    config, _ = tiny_run
+    kept = evaluate(config.out, collections=SMALL_COLLECTION, cache_dir=None, held_out_collections=())
+    other = evaluate(
+        config.out, collections=SMALL_COLLECTION, cache_dir=None, held_out_collections=(), profile="clamp1"
+    )
+    assert other["profile"] == "clamp1" and "profile" not in kept
+    assert other["eval_tunes"] == kept["eval_tunes"]
+    assert other["retrieval"]["mrr"] != kept["retrieval"]["mrr"]  # the default family canonicalises first

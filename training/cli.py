@@ -14,6 +14,7 @@ import click
 
 from runtime.cli import precision_option
 from runtime.model.families import load_family
+from runtime.music.profiles import PROFILES
 from runtime.storage.dirs import CHECKPOINT, OutDirError, prepare_out_dir
 from runtime.storage.lock import DirLockedError, exclusive
 from training.evaluate import evaluate as run_evaluation
@@ -199,13 +200,25 @@ def train(
     "With --model: which exported graphs to evaluate, on the CPU (auto: what the runtime uses there)."
 )
 @click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default=None,
+    help="Patch the music this way instead of as the checkpoint's family does (what a model reads into "
+    "notation: e.g. v1 given the canonical spelling).",
+)
+@click.option(
     "--write/--no-write",
     default=False,
     show_default=True,
     help="Also write metrics.json and the model card's metrics table into the checkpoint dir.",
 )
 def evaluate(
-    checkpoints: tuple[str, ...], device: str, model_dir: Path | None, precision: str, write: bool
+    checkpoints: tuple[str, ...],
+    device: str,
+    model_dir: Path | None,
+    precision: str,
+    profile: str | None,
+    write: bool,
 ) -> None:
     """Metrics on music never trained on: text->music retrieval, zero-shot classification per labelset,
     invariance to notation (variants and MusicXML/MIDI round trips), and leave-one-collection-out."""
@@ -214,7 +227,7 @@ def evaluate(
     if model_dir is not None:
         results = [run_evaluation(model_dir=model_dir, precision=precision)]
     elif checkpoints:
-        results = [run_evaluation(c, device=device) for c in checkpoints]
+        results = [run_evaluation(c, device=device, profile=profile) for c in checkpoints]
     else:
         results = _with_baseline(Path("models/default"), device)
     directory = Path(checkpoints[0] if checkpoints else "models/default")

@@ -26,7 +26,7 @@ import runtime
 from exporter.checkpoint import load_model
 from runtime.model.encoder import Encoder
 from runtime.model.text import TextTokenizer
-from runtime.music.profiles import profile_of
+from runtime.music.profiles import PROFILES, profile_of
 from training.batches import music_embeddings, resolve_device, text_embeddings
 from training.classical.corpus import label_sets as classical_label_sets
 from training.classical.corpus import load_classical
@@ -90,14 +90,14 @@ def zero_shot_row(
 class TorchEmbedder:
     """A PyTorch checkpoint behind the runtime Encoder's embedding interface (texts and patch arrays)."""
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto"):
+    def __init__(self, checkpoint: str | Path, device: str = "auto", profile: str | None = None):
         self.device = resolve_device(device)
         model, family, tokenizer_json = load_model(checkpoint)
         self.model = model.to(self.device).eval()
         text = family["text"]
         self.tokenizer = TextTokenizer.from_file(tokenizer_json, text["max_tokens"], text["pad_token_id"])
         self.max_patches: int = family["music"]["max_patches"]
-        self.profile = profile_of(family)
+        self.profile = PROFILES[profile] if profile else profile_of(family)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         return text_embeddings(self.model, self.tokenizer, texts, self.device)
@@ -115,15 +115,19 @@ def evaluate(
     precision: str = "auto",
     cache_dir: Path | None = DEFAULT_CACHE,
     held_out_collections: Sequence[str] = TrainConfig.held_out_collections,
+    profile: str | None = None,
 ) -> dict:
     """All metrics, as a dict: of a PyTorch checkpoint (dir or model name), or, when `model_dir` is given,
-    of that exported ONNX model dir at `precision` (what the runtime serves)."""
+    of that exported ONNX model dir at `precision` (what the runtime serves). `profile`: patch the music
+    another way than the checkpoint's family does (e.g. v1 fed the canonical spelling)."""
     if model_dir is not None:
         embedder = Encoder.open(model_dir, provider="cpu", precision=precision)
         source = {"checkpoint": str(model_dir), "precision": embedder.precisions}
     else:
-        embedder = TorchEmbedder(checkpoint, device)
+        embedder = TorchEmbedder(checkpoint, device, profile)
         source = {"checkpoint": str(checkpoint), "precision": "pytorch fp32"}
+        if profile:
+            source["profile"] = profile
     tunes = load_corpus(corpus_root, collections)
     eval_tunes = [t for t in tunes if t.split == "eval" and t.collection not in held_out_collections]
     train_facts = [describe(t) for t in tunes if t.split == "train"]
