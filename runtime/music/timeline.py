@@ -66,11 +66,10 @@ class Atom:
 
 
 @dataclass(frozen=True)
-class Field:
-    """A key change."""
+class KeyChange:
+    """A K: field in the body (the only field with a sound of its own)."""
 
-    name: str
-    value: str
+    key: str
 
 
 def key_fifths(key: str) -> int:
@@ -135,10 +134,10 @@ class _Reader:
     def __init__(self, key: str):
         self.key = key_alterations(key)
         self.accidentals: dict[tuple[str, int], int] = {}  # this bar's, by letter and octave
-        self.items: list[Atom | Field | str] = []
+        self.items: list[Atom | KeyChange | str] = []
         self.group: list = []  # [token, ratio, notes left, atoms] while a tuplet is open
 
-    def read(self, body: str) -> list[Atom | Field | str]:
+    def read(self, body: str) -> list[Atom | KeyChange | str]:
         for m in _TOKENS.finditer(body):
             getattr(self, f"_{m.lastgroup}")(m)
         if self.group:
@@ -180,7 +179,7 @@ class _Reader:
         name, value = text[0], text[2:].strip()
         if name == "K":  # meter changes, tempo, parts and every other field: no sound of their own
             self.key = key_alterations(value)
-            self.items.append(Field(name, value))
+            self.items.append(KeyChange(value))
 
     def _bar(self, m: re.Match) -> None:
         if self.group:
@@ -222,9 +221,9 @@ class _Reader:
         raise Unreadable(f"token {m.group(0)!r}")
 
 
-def _play_out(items: list[Atom | Field | str]) -> list[Atom | Field]:
+def _play_out(items: list[Atom | KeyChange | str]) -> list[Atom | KeyChange]:
     """Repeats and endings played out; bar lines dropped (the writer counts bars anew)."""
-    out: list[Atom | Field] = []
+    out: list[Atom | KeyChange] = []
     start, first_ending = 0, None
     for item in items:
         if not isinstance(item, str):
@@ -244,7 +243,7 @@ def _play_out(items: list[Atom | Field | str]) -> list[Atom | Field]:
     return out
 
 
-def _trim_silence(items: list[Atom | Field]) -> list[Atom | Field]:
+def _trim_silence(items: list[Atom | KeyChange]) -> list[Atom | KeyChange]:
     """Rests before the first note and after the last are no part of the tune (a MIDI file's lead-in,
     a last bar filled up)."""
     sounding = [i for i, item in enumerate(items) if isinstance(item, Atom) and item.sounds]
@@ -257,9 +256,9 @@ def _trim_silence(items: list[Atom | Field]) -> list[Atom | Field]:
     ]
 
 
-def _merge_ties(items: list[Atom | Field]) -> list[Atom | Field]:
+def _merge_ties(items: list[Atom | KeyChange]) -> list[Atom | KeyChange]:
     """A note tied to the same pitch is one longer note: ties are where bars cut notes, not spelling."""
-    out: list[Atom | Field] = []
+    out: list[Atom | KeyChange] = []
     for item in items:
         last = out[-1] if out else None
         if (
@@ -318,10 +317,10 @@ class _Writer:
         self.position = 0  # ticks into the bar
         self.accidentals: dict[tuple[str, int], int] = {}
 
-    def write(self, items: list[Atom | Field]) -> list[str]:
+    def write(self, items: list[Atom | KeyChange]) -> list[str]:
         for item in items:
-            if isinstance(item, Field):
-                self._field(item)
+            if isinstance(item, KeyChange):
+                self._key(item)
             elif item.members:
                 members = "".join(self._atom(a, a.length) for a in item.members)
                 self.current.append(item.tuplet + members)
@@ -332,10 +331,10 @@ class _Writer:
             self._close()
         return self.bars
 
-    def _field(self, field: Field) -> None:
-        if field.value != self.key_text:
-            self.key_text, self.fifths = field.value, key_fifths(field.value)
-            self.current.append(f"[K:{field.value}]")
+    def _key(self, change: KeyChange) -> None:
+        if change.key != self.key_text:
+            self.key_text, self.fifths = change.key, key_fifths(change.key)
+            self.current.append(f"[K:{change.key}]")
 
     def _split(self, atom: Atom) -> None:
         left = atom.length
