@@ -12,12 +12,13 @@ import pytest
 from query_corpus import Corpus, clamp
 from serving import serving
 
-from runtime.search import hybrid
+from runtime.search import hybrid, keyword
 from runtime.search.calibration import CHANCE_Z, no_better_than_chance, null_queries
 from runtime.search.filters import parse_filter
 from runtime.search.hits import Hit, exact_top_k
 from runtime.search.index import Index, read_manifest
-from runtime.search.keyword import FTS_TABLE, key_words, normalize, query_groups, synonyms
+from runtime.search.items import ENTRY_BYTES, KEYWORD_CACHE_ENV, KEYWORD_PART_CACHE_BYTES, ItemStore
+from runtime.search.keyword import COLUMN_WEIGHTS, FTS_TABLE, key_words, normalize, query_groups, synonyms
 from runtime.serve.server import create_app
 from runtime.storage.integrity import file_entries
 
@@ -180,3 +181,49 @@ def test_keyword_answers_are_cached_per_query_k_and_filter_and_read_only(index):
     assert filtered is not first and set(filtered[0]) <= set(items.labels_matching(three_four).tolist())
     with pytest.raises(ValueError):
         first[0][0] = -1  # shared by every caller: nobody may change it
+
+
+def test_a_querys_bm25_is_the_sum_of_its_parts_and_every_item_covering_enough_parts_is_ranked(index):
+    """keyword.search sums the parts' bm25 (looked up, and cached, one part at a time): it must be FTS5's
+    bm25 of the whole query, and no item matching enough parts may be cut off by a pool of the best bm25s."""
+    weights = ", ".join(map(str, COLUMN_WEIGHTS))
+    with sqlite3.connect(index.directory / "items.sqlite") as conn:
+        for query in (
+            "a double jig in D major",
+            "Weihnachtslied in 3/4",
+            "a song from Ireland",
+            "a reel in G",
+        ):
+            groups = query_groups(query)
+            whole = dict(
+                conn.execute(
+                    f"SELECT rowid, -bm25({FTS_TABLE}, {weights}) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ?",
+                    [" OR ".join(f"({g})" for g in groups)],
+                )
+            )
+            labels, bm25, parts = keyword.search(conn, query, len(whole) + 1)
+            assert len(labels) and np.allclose(bm25, [whole[label] for label in labels], rtol=1e-6)
+            covered = {
+                label: sum(label in {r for (r,) in conn.execute(
+                    f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ?", [g])} for g in groups)
+                for label in whole
+            }  # fmt: skip
+            need = keyword.MIN_COVERAGE * len(groups) if len(groups) > 1 else 0
+            assert sorted(labels.tolist()) == sorted(label for label, n in covered.items() if n >= need)
+            assert [covered[label] for label in labels] == parts.tolist()
+            assert all(np.diff(parts) <= 0) and all(np.diff(bm25[parts == parts.max()]) <= 1e-6)
+
+
+def test_the_matches_of_query_parts_are_cached_within_a_byte_budget(index, monkeypatch):
+    store = ItemStore(index.directory / "items.sqlite")
+    store.keyword_search("a jig in D", 10)
+    cache = store._part_matches.cache
+    assert set(cache) == set(query_groups("a jig in D")) and len(cache) == 2
+    jig = cache[query_groups("a jig")[0]]
+    arrays = [array for part in cache for array in cache[part]]
+    assert cache.currsize == 2 * ENTRY_BYTES + sum(a.nbytes for a in arrays) and len(jig[0]) > 1
+    store.keyword_search("a jig in G", 10)  # "jig" is looked up once for both queries
+    assert len(cache) == 3 and cache[query_groups("a jig")[0]] is jig
+    assert cache.maxsize == KEYWORD_PART_CACHE_BYTES
+    monkeypatch.setenv(KEYWORD_CACHE_ENV, "0")  # the code path before any cache: every part looked up
+    assert ItemStore(index.directory / "items.sqlite")._part_matches is keyword.part_matches

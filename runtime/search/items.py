@@ -7,12 +7,14 @@ import os
 import queue
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import cachetools
 import numpy as np
 
 from runtime.music.abc import FIELD_NAMES
@@ -35,11 +37,14 @@ CREATE TABLE items (
     {", ".join(f'"{c}" TEXT' for c in CANONICAL_FIELDS)}, meta TEXT, abc TEXT
 )"""
 _CREATE_INDEXES = "".join(f'CREATE INDEX items_{c} ON items("{c}" COLLATE NOCASE);' for c in FILTER_COLUMNS)
-# Keyword answers kept per open store (by query, k and filter): a store's file never changes once written
-# (an update adds a segment and a new generation), and the few phrases most users type ("a reel in D")
-# cost 5-40 ms of bm25 ranking each time on 13k items.
+# Keyword answers kept per open store (by query, k and filter), and the matches of each query part (a word
+# with its synonyms, a key, a meter) within a memory budget: a store's file never changes once written (an
+# update adds a segment and a new generation), and a common word ("reel": 2,000 of 13k items) costs ~2 ms
+# of bm25 each time it is looked up, while queries are mostly made of common words.
 KEYWORD_CACHE_SIZE = 2048
-KEYWORD_CACHE_ENV = "CLAMP_KEYWORD_CACHE"  # entries per open store; 0 turns the cache off
+KEYWORD_PART_CACHE_BYTES = 64 << 20
+ENTRY_BYTES = 512  # what a cache entry's key and objects take besides its arrays (a part matching nothing)
+KEYWORD_CACHE_ENV = "CLAMP_KEYWORD_CACHE"  # answers per open store; 0 turns both caches off
 # Connections an ItemStore opens at start and shares between threads: never reopening its file keeps an
 # open index whole while a newer build replaces its dir (a server answers from it until it switches).
 CONNECTIONS = 8
@@ -107,6 +112,7 @@ class ItemStore:
         self.path = path
         size = int(os.environ.get(KEYWORD_CACHE_ENV, KEYWORD_CACHE_SIZE))
         self._keyword_search = lru_cache(maxsize=size)(self._uncached_keyword_search)
+        self._part_matches = keyword.part_matches if size == 0 else _cached_part_matches()
         self.dead = np.zeros(0, dtype=np.int64) if dead is None else dead
         self._dead_set = frozenset(self.dead.tolist())
         self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
@@ -214,7 +220,7 @@ class ItemStore:
         self, query: str, k: int, where: str, params: tuple
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self._reading() as conn:
-            found = keyword.search(conn, query, k, where, list(params), excluded=self._dead_set)
+            found = keyword.search(conn, query, k, where, list(params), self.dead, self._part_matches)
         for array in found:
             array.flags.writeable = False  # shared by every caller of the cache
         return found
@@ -255,6 +261,21 @@ class ItemStore:
             metadata["meta"] = _meta(meta, self.path)
             found[label] = (item_id, metadata, abc)
         return found
+
+
+def _cached_part_matches() -> keyword.PartMatches:
+    """keyword.part_matches for one store, its answers kept (least recently used out) within the budget."""
+    size = lambda found: ENTRY_BYTES + sum(array.nbytes for array in found)  # noqa: E731
+    cache = cachetools.LRUCache(KEYWORD_PART_CACHE_BYTES, getsizeof=size)
+
+    @cachetools.cached(cache, key=lambda _conn, part: part, lock=threading.Lock())
+    def matches(conn: sqlite3.Connection, part: str) -> tuple[np.ndarray, np.ndarray]:
+        found = keyword.part_matches(conn, part)
+        for array in found:
+            array.flags.writeable = False  # shared by every query with this part
+        return found
+
+    return matches
 
 
 def _meta(text: str | None, path: Path) -> dict:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Container
+from collections.abc import Callable
 from functools import cache
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +26,7 @@ FTS_COLUMNS = ("title", "composer", "origin", "rhythm", "key", "meter", "other")
 OTHER_FIELDS = ("area", "book", "group", "history", "notes", "parts", "source")
 # bm25 weight per FTS column (a match in a title or genre says more than one in the notes).
 COLUMN_WEIGHTS = (2.0, 2.0, 1.0, 2.0, 1.0, 1.0, 0.5)
-# Items bm25 ranks first, of which those matching enough of the query's parts are kept.
-POOL = 500
+# Of the items matching any part of a query, those matching at least this share of its parts are kept.
 MIN_COVERAGE = 0.5
 WORD_COLUMNS = "{title composer origin rhythm other}"  # plain query words; keys and meters have theirs
 # Query words that say nothing about which tune is meant.
@@ -184,13 +182,29 @@ def _key_group(m: re.Match, groups: list[str]) -> str:
     return " "
 
 
+def part_matches(conn: sqlite3.Connection, part: str) -> tuple[np.ndarray, np.ndarray]:
+    """The items matching one part of a query (a query_groups expression): labels, ascending, and bm25.
+
+    FTS5's bm25 of an OR of parts is the sum of the parts' bm25s (it sums over phrases, each with its own
+    idf), so a query's scores are summed from its parts' and each part can be looked up once and kept.
+    """
+    weights = ", ".join(map(str, COLUMN_WEIGHTS))
+    sql = f"SELECT rowid, -bm25({FTS_TABLE}, {weights}) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ?"
+    rows = np.array(conn.execute(sql, [part]).fetchall(), dtype=np.float64).reshape(-1, 2)  # rowid order
+    return rows[:, 0].astype(np.int64), rows[:, 1]
+
+
+PartMatches = Callable[[sqlite3.Connection, str], tuple[np.ndarray, np.ndarray]]
+
+
 def search(
     conn: sqlite3.Connection,
     query: str,
     k: int,
     where: str = "1",
     params: list | None = None,
-    excluded: Container[int] = (),
+    excluded: np.ndarray | None = None,
+    matches: PartMatches = part_matches,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The k best items for a query: labels, bm25 scores (higher is better) and parts matched, best first.
 
@@ -198,33 +212,21 @@ def search(
     "the stock market fell sharply today" in a title is no match. Items matching more parts rank
     first, bm25 orders the rest. `where`/`params` restrict the items (a SQL condition over the
     items table, from items.condition_sql); `excluded` labels (deleted rows) are never returned.
+    `matches` looks up one part (part_matches, or a cache of it).
     """
     groups = query_groups(query)
-    if not groups or k <= 0:
+    found = [matches(conn, group) for group in groups] if k > 0 else []
+    if not found or not sum(len(labels) for labels, _ in found):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-    weights = ", ".join(map(str, COLUMN_WEIGHTS))
-    expression = " OR ".join(f"({g})" for g in groups)
-    sql = (
-        f"SELECT rowid, bm25({FTS_TABLE}, {weights}) AS rank FROM {FTS_TABLE} "
-        f"WHERE {FTS_TABLE} MATCH ? ORDER BY rank"
-    )
-    ranked_rows = conn.execute(sql, [expression])
+    labels, inverse = np.unique(np.concatenate([labels for labels, _ in found]), return_inverse=True)
+    bm25 = np.bincount(inverse, weights=np.concatenate([scores for _, scores in found]))
+    parts = np.bincount(inverse)
+    keep = parts >= (MIN_COVERAGE * len(groups) if len(groups) > 1 else 0)
     if where != "1":  # filtered here: FTS5 would run the MATCH once per rowid of an IN (...) constraint
-        allowed = {label for (label,) in conn.execute(f"SELECT label FROM items WHERE {where}", params or [])}
-        ranked_rows = (row for row in ranked_rows if row[0] in allowed)
-    if excluded:
-        ranked_rows = (row for row in ranked_rows if row[0] not in excluded)
-    rows = list(islice(ranked_rows, max(k, POOL)))
-    matched = dict.fromkeys((r[0] for r in rows), 1 if len(groups) == 1 else 0)
-    for group in groups if len(groups) > 1 and rows else ():  # (FTS5 would run a MATCH per rowid IN)
-        for (label,) in conn.execute(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ?", [group]):
-            if label in matched:
-                matched[label] += 1
-    need = MIN_COVERAGE * len(groups) if len(groups) > 1 else 0
-    ranked = sorted(
-        ((label, -rank) for label, rank in rows if matched[label] >= need),
-        key=lambda row: (-matched[row[0]], -row[1]),
-    )[:k]
-    labels = np.fromiter((r[0] for r in ranked), dtype=np.int64, count=len(ranked))
-    parts = np.fromiter((matched[r[0]] for r in ranked), dtype=np.int64, count=len(ranked))
-    return labels, np.fromiter((r[1] for r in ranked), dtype=np.float32, count=len(ranked)), parts
+        allowed = [label for (label,) in conn.execute(f"SELECT label FROM items WHERE {where}", params or [])]
+        keep &= np.isin(labels, np.asarray(allowed, dtype=np.int64))
+    if excluded is not None and len(excluded):
+        keep &= ~np.isin(labels, excluded)
+    labels, bm25, parts = labels[keep], bm25[keep], parts[keep]
+    best = np.lexsort((-bm25, -parts))[:k]
+    return labels[best], bm25[best].astype(np.float32), parts[best]
