@@ -15,7 +15,7 @@ from serving import serving
 
 from runtime.search.index import Index
 from runtime.search.keys import read_music
-from runtime.serve.batching import Batcher, BatchSettings
+from runtime.serve.batching import Batcher, BatchSettings, text_embedder
 from runtime.serve.server import create_app
 
 CORPUS_FILES = ("oneills1850/0721-0730.abc", "essenFolksong/irl.abc")
@@ -208,3 +208,32 @@ def test_a_cancelled_request_split_over_batches_stops_after_the_batch_running():
 
     asyncio.run(scenario())
     assert seen == [[0, 1], [99]]
+
+
+def test_the_text_tower_encodes_a_text_once_and_a_new_model_starts_afresh(index):
+    encoder, seen = index.require_encoder(), []
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def embed_texts(self, texts):
+            seen.append(list(texts))
+            return self.inner.embed_texts(texts)
+
+    counting = Counting(encoder)
+    embed = text_embedder(entries=3)
+    first = embed(counting, ["a jig", "a reel", "a jig"])
+    again = embed(counting, ["a reel", "a slow air", "a jig"])
+    assert seen == [["a jig", "a reel"], ["a slow air"]]  # each distinct text encoded once
+    np.testing.assert_array_equal(again[[0, 2]], first[[1, 0]])
+    np.testing.assert_allclose(again, encoder.embed_texts(["a reel", "a slow air", "a jig"]), atol=1e-5)
+    embed(counting, ["a hornpipe"])  # a fourth text: the least recently used ("a reel") goes
+    embed(counting, ["a jig", "a reel"])
+    assert seen[2:] == [["a hornpipe"], ["a reel"]]
+    other = Counting(encoder)  # another generation's encoder: nothing it did not encode is reused
+    embed(other, ["a jig"])
+    assert seen[-1] == ["a jig"]
+    uncached = text_embedder(entries=0)
+    uncached(counting, ["a jig"]), uncached(counting, ["a jig"])
+    assert seen[-2:] == [["a jig"], ["a jig"]]

@@ -134,6 +134,13 @@ def is_public(path: str) -> bool:
     help="Most milliseconds an idle encoder waits for batch-mates while other queries are in flight.",
 )
 @click.option(
+    "--text-cache",
+    default=BatchSettings.text_cache,
+    type=click.IntRange(min=0),
+    show_default=True,
+    help="Vectors of the latest distinct query and label texts kept, so repeats skip the encoder; 0: none.",
+)
+@click.option(
     "--api-key",
     envvar="CLAMP_API_KEY",
     default=None,
@@ -177,6 +184,7 @@ def serve(
     max_concurrency: int,
     max_batch: int,
     batch_wait_ms: float,
+    text_cache: int,
     api_key: str | None,
     cors_origins: tuple[str, ...],
     request_timeout: float,
@@ -208,6 +216,6 @@ def serve(
         cors_origins=cors_origins,
         request_timeout=request_timeout,
         body_timeout=body_timeout,
-        batching=BatchSettings(max_batch=max_batch, wait_ms=batch_wait_ms),
+        batching=BatchSettings(max_batch=max_batch, wait_ms=batch_wait_ms, text_cache=text_cache),
     )
     uvicorn.run(app, host=host, port=port)
