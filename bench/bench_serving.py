@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import itertools
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import httpx
 import numpy as np
 
@@ -46,6 +48,7 @@ from runtime.model.encoder import available_cores  # noqa: E402
 from runtime.model.modeldir import PRECISIONS  # noqa: E402
 from runtime.search.index import Index, read_manifest, resolve_model_dir  # noqa: E402
 from runtime.search.items import KEYWORD_CACHE_ENV  # noqa: E402
+from runtime.search.keyword import STOP_WORDS  # noqa: E402
 from tests.serving import free_port  # noqa: E402
 
 TEXT_QUERIES = [
@@ -86,7 +89,7 @@ DEFAULT_MIXES = ["search", "similar", "classify"]
 LABEL_SET = "tune-type"
 POOL = 256  # distinct tunes drawn for similar-by-id and classify
 # "unbatched" is the code path before batching and the keyword cache: every input encoded and ranked alone.
-SERVERS = {"batched": [], "unbatched": ["--max-batch", "1", "--batch-wait-ms", "0"]}
+SERVERS = {"batched": [], "unbatched": ["--max-batch", "1", "--batch-wait-ms", "0", "--text-cache", "0"]}
 SERVER_ENV = {"batched": {}, "unbatched": {KEYWORD_CACHE_ENV: "0"}}
 
 
@@ -98,6 +101,13 @@ class Run:
     latencies_ms: list[float] = field(default_factory=list)
     server_timings_ms: list[dict[str, float]] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)
+    client_cpu_s: float = 0.0  # this process's CPU time over the run: what the load generator cost
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user + system, all its threads), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def memory_mib(pid: int) -> dict[str, float]:
@@ -173,28 +183,35 @@ def healthy(url: str) -> bool:
 
 
 async def load(url: str, key: str, requests: list[tuple[str, dict]], concurrency: int) -> Run:
-    """POST every (path, JSON body) once, `concurrency` at a time over keep-alive connections."""
+    """POST every (path, JSON body) once, `concurrency` at a time over keep-alive connections.
+
+    aiohttp's client: it costs ~0.4 ms of CPU a request on these cores, httpx's AsyncClient 3.7-5.2 ms,
+    which on a 2-core machine shared with the server is a fifth to a third of it (BENCHMARKS.md).
+    """
     run, pending = Run(), iter(requests)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency)
     headers = {"authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as client:
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(url, headers=headers, connector=connector, timeout=timeout) as client:
 
         async def worker() -> None:
             for path, body in pending:  # one iterator shared by the workers: each request goes once
                 started = time.perf_counter()
                 try:
-                    response = await client.post(path, json=body)
-                except httpx.HTTPError as err:
+                    async with client.post(path, json=body) as response:
+                        await response.read()
+                except (aiohttp.ClientError, asyncio.TimeoutError) as err:
                     run.errors[type(err).__name__] += 1
                     continue
                 run.latencies_ms.append((time.perf_counter() - started) * 1000)
                 run.server_timings_ms.append(server_timing_ms(response.headers.get("server-timing", "")))
-                if not response.is_success:
-                    run.errors[f"HTTP {response.status_code}"] += 1
+                if not 200 <= response.status < 300:
+                    run.errors[f"HTTP {response.status}"] += 1
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         run.seconds = time.perf_counter() - started
+        run.client_cpu_s = time.process_time() - cpu
     return run
 
 
@@ -215,17 +232,31 @@ def request_pools(index: Index, k: int, rng: np.random.Generator) -> dict[str, l
     tunes = index.items.items(labels, with_abc=True).values()
     return {
         "search": [(ROUTES["search"], {"text": text, "k": k}) for text in TEXT_QUERIES],
-        "search-distinct": [(ROUTES["search"], {"text": text, "k": k}) for text in distinct_queries(rng)],
+        "search-distinct": [
+            (ROUTES["search"], {"text": text, "k": k})
+            for text in distinct_queries(rng, title_words(index, rng))
+        ],
         "similar": [(ROUTES["similar"], {"id": item_id, "k": k}) for item_id, _, _ in tunes],
         # The API classifies ABC, not an id: the indexed tune's own ABC is sent.
         "classify": [(ROUTES["classify"], {"abc": abc, "label_set": LABEL_SET}) for _, _, abc in tunes],
     }
 
 
-def distinct_queries(rng: np.random.Generator) -> list[str]:
-    """Every combination of DISTINCT_WORDS (about 145k queries), shuffled."""
+def title_words(index: Index, rng: np.random.Generator, tunes: int = 2000) -> list[str]:
+    """The words of the titles of `tunes` indexed tunes drawn at random, as often as they occur there."""
+    labels = rng.choice(len(index), size=min(tunes, len(index)), replace=False).tolist()
+    titles = " ".join(metadata.get("title") or "" for _, metadata, _ in index.items.items(labels).values())
+    return [w for w in re.findall(r"[^\W\d_]{3,}", titles) if w.lower() not in STOP_WORDS]
+
+
+def distinct_queries(rng: np.random.Generator, words: list[str]) -> list[str]:
+    """Every combination of DISTINCT_WORDS (about 145k queries), shuffled, each with a word of `words`.
+
+    The combinations' parts recur (as the common words of real queries do); the title word, drawn as often
+    as it occurs in titles, brings the long tail: 1,000s of distinct words, each looked up cold at first.
+    """
     texts = [" ".join(w for w in ("a", *words) if w) for words in itertools.product(*DISTINCT_WORDS)]
-    return [texts[i] for i in rng.permutation(len(texts))]
+    return [f"{texts[i]} {words[rng.integers(len(words))]}" for i in rng.permutation(len(texts))]
 
 
 def draw(pools: dict[str, list], mix: dict[str, float], n: int, rng: np.random.Generator) -> list:
@@ -260,13 +291,14 @@ def in_process_ms(index: Index, k: int, n: int) -> list[float]:
 def scenario_row(url: str, key: str, pid: int, requests: list, warmup: list, concurrency: int) -> tuple:
     """One scenario under load: its table cells from `| requests` on, its req/s and its errors."""
     asyncio.run(load(url, key, warmup, concurrency))
-    before = memory_mib(pid)
+    before, cpu = memory_mib(pid), cpu_seconds(pid)
     run = asyncio.run(load(url, key, requests, concurrency))
-    after = memory_mib(pid)
+    after, cpu = memory_mib(pid), cpu_seconds(pid) - cpu
     rss = f"{before['VmRSS']:.0f} → {after['VmRSS']:.0f} | {after['VmHWM']:.0f}"
     rate = len(requests) / run.seconds
     cells = f"| {len(requests):,} | {sum(run.errors.values())} | {rate:.1f} "
-    return cells + f"{quantiles(run.latencies_ms)} {rss} |", rate, run.errors
+    per_request = f"| {cpu / len(requests) * 1000:.2f} | {run.client_cpu_s / len(requests) * 1000:.2f} |"
+    return cells + f"{quantiles(run.latencies_ms)} {rss} {per_request}", rate, run.errors
 
 
 def parse_args() -> argparse.Namespace:
@@ -324,7 +356,7 @@ def main() -> None:
         precisions = ", ".join(f"{tower} {p}" for tower, p in encoder.precisions.items())
         print(f"- encoder: {encoder.provider}, {precisions}")
         print(
-            f"- client: httpx {httpx.__version__} AsyncClient, keep-alive, {args.concurrency} in flight, "
+            f"- client: aiohttp {aiohttp.__version__}, keep-alive, {args.concurrency} in flight, "
             f"{args.warmup} warm-up requests per scenario; {available_cores()} cores shared with the servers"
         )
         rss = ", ".join(f"{name} {memory_mib(pid)['VmRSS']:.0f}" for name, (_, pid) in servers.items())
@@ -333,7 +365,10 @@ def main() -> None:
             "| server | scenario | concurrency | requests | errors | req/s | p50 ms | p95 ms | p99 ms ",
             end="",
         )
-        print("| max ms | server RSS before → after MiB | server peak RSS MiB |\n" + "|---" * 12 + "|")
+        print(
+            "| max ms | server RSS before → after MiB | server peak RSS MiB | server CPU ms / request "
+            "| client CPU ms / request |\n" + "|---" * 14 + "|"
+        )
         rates: dict[tuple[str, str], float] = {}
         for mix in args.mix or [parse_mix(m) for m in DEFAULT_MIXES]:
             requests, warmup = (draw(pools, mix, n, rng) for n in (args.requests, args.warmup))
@@ -351,7 +386,7 @@ def main() -> None:
             rss = memory_mib(servers[name][1])
             print(
                 f"| {name} | search, one client | 1 | {len(ms):,} | {sum(run.errors.values())} | {rate:.1f} "
-                f"{quantiles(ms)} – | {rss['VmHWM']:.0f} |"
+                f"{quantiles(ms)} – | {rss['VmHWM']:.0f} | – | – |"
             )
             errors += run.errors
         metrics = {
