@@ -54,7 +54,7 @@ bench: demo
 	$(PY) bench/bench_patching.py
 	$(PY) bench/bench_embed.py --tunes 1000
 	$(PY) bench/bench_pipeline.py --checkpoint default --model $(MODEL) --scales 1 10 --precisions fp32 int8
-	$(PY) bench/bench_serving.py --mix search:1 --requests 10000
+	$(PY) bench/bench_serving.py --mix search:1 --mix search-distinct:1 --requests 3000 --sequential 200
 	$(PY) bench/bench_serving.py --mix similar:1 --mix classify:1 --requests 2000 --sequential 200
 	$(PY) bench/bench_serving.py --mix search:1 --requests 10000 --precision int8
 	$(PY) bench/bench_index.py --model $(MODEL) --base-shards build/shards --sizes 100000,1000000 --noise 1 --keep
