@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from indexer.index_attach import refuse_dropping_attached
 from indexer.index_update import shard_entries, update_index
 from indexer.layout import in_old_layout, migrate_layout
 from indexer.segment_writer import SPACE, HnswSettings, write_segment
@@ -49,6 +50,7 @@ def build_index(
     seed: int = 100,
     progress: bool = False,
     full: bool = False,
+    first_label: int = 0,
 ) -> dict[str, Any]:
     """Build an index dir from a shards dir, or bring the one at `out_dir` up to date; return its manifest.
 
@@ -58,6 +60,8 @@ def build_index(
     model that made the shards; without it, the model dir the shards record is inherited, else a default
     one ($CLAMP_MODEL, build/model) that is that model. Duplicate ids (the same tune embedded twice) are
     indexed once; rows superseded since (their file changed: indexer.supersede) are left out.
+    `first_label`: where a full build's labels start, so that index dirs of several shard groups, built
+    apart, can be attached to one index (indexer.index_attach) with disjoint label ranges.
     """
     shards_dir, out_dir = Path(shards_dir), Path(out_dir)
     hnsw = HnswSettings(m, ef_construction, num_threads, seed)
@@ -67,12 +71,14 @@ def build_index(
     with exclusive(out_dir, "clamp index build"):
         found = prepare_out_dir(out_dir, INDEX, replacing=True)
         if found.kind == INDEX and not full:
-            updated = update_index(shards_dir, out_dir, hnsw, model_dir, batch_size, progress)
+            updated = update_index(shards_dir, out_dir, hnsw, model_dir, batch_size, progress, first_label)
             if updated is not None:
                 return updated
+        if found.kind == INDEX:
+            refuse_dropping_attached(out_dir, shards_dir)
         tmp = building_dir(out_dir)
         try:
-            manifest = _build(shards_dir, tmp, model_dir, hnsw, batch_size, progress)
+            manifest = _build(shards_dir, tmp, model_dir, hnsw, batch_size, progress, first_label)
             replace_dir(tmp, out_dir, INDEX)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)  # a failed build (a full disk) keeps nothing half-written
@@ -86,6 +92,7 @@ def _build(
     hnsw: HnswSettings,
     batch_size: int,
     progress: bool,
+    first_label: int,
 ) -> dict[str, Any]:
     """Build the index's files and manifest in the empty dir `tmp`: one segment of every row."""
     started = time.perf_counter()
@@ -103,7 +110,15 @@ def _build(
     count = len(wanted)
     shard_rows = {f: pq.read_metadata(f).num_rows for f in files}
     written = write_segment(
-        files, tmp, wanted, 0, dim, hnsw, superseded=superseded, batch_size=batch_size, progress=progress
+        files,
+        tmp,
+        wanted,
+        first_label,
+        dim,
+        hnsw,
+        superseded=superseded,
+        batch_size=batch_size,
+        progress=progress,
     )
     calibration = _calibration(recorded_model_dir, tmp / VECTORS_FILE)
 
@@ -113,6 +128,7 @@ def _build(
         "model_name": model["model_name"],
         "model_dir": recorded_model_dir,
         "count": count,
+        **({"first_label": first_label} if first_label else {}),
         "duplicates_skipped": sum(shard_rows.values()) - count - written.superseded_rows,
         "superseded_skipped": written.superseded_rows,
         "dim": dim,

@@ -8,7 +8,7 @@ import click
 
 from runtime.cli import InRange
 from runtime.search.index import DEFAULT_FACET_FIELDS, DEFAULT_FACET_TOP, read_manifest
-from runtime.search.limits import EF_CONSTRUCTION, HNSW_M, THREADS
+from runtime.search.limits import EF_CONSTRUCTION, FIRST_LABEL, HNSW_M, THREADS
 
 
 @click.group()
@@ -18,6 +18,7 @@ def index() -> None:
     \b
     clamp embed corpus/ --out build/shards               # tunes -> Parquet shards
     clamp index build build/shards --out build/index     # shards -> index dir
+    clamp index attach build/index group-1 group-2       # index dirs built apart, as its segments
     clamp index facets build/index                       # its keys, meters, tune types... with counts
     clamp search "a lively jig" --index build/index      # query it
     """
@@ -56,6 +57,14 @@ def index() -> None:
     help="Rebuild from every row even where the index at --out could be updated (a compaction: one "
     "segment, no deleted rows, calibration measured again).",
 )
+@click.option(
+    "--first-label",
+    type=InRange(FIRST_LABEL),
+    default=0,
+    show_default=True,
+    help="Where a full build's labels start: give each shard group built apart its own range (e.g. "
+    "group g at g * 10**12), so that `clamp index attach` can join them.",
+)
 def build(
     shards_dir: str,
     out_dir: str,
@@ -64,6 +73,7 @@ def build(
     ef_construction: int,
     threads: int | None,
     full: bool,
+    first_label: int,
 ) -> None:
     """Build an index dir from SHARDS_DIR (written by `clamp embed`).
 
@@ -92,6 +102,7 @@ def build(
             num_threads=threads,
             progress=True,
             full=full,
+            first_label=first_label,
         )
     except (ValueError, OSError) as err:  # mixed shards, another model, no shards, --out taken
         raise click.ClickException(str(err)) from err
@@ -114,6 +125,37 @@ def build(
             "the best match is no better than chance; rebuild with --model DIR",
             err=True,
         )
+
+
+@index.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("groups", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+def attach(index_dir: str, groups: tuple[str, ...]) -> None:
+    """Attach GROUPS, index dirs built apart, to INDEX_DIR as its segments, in one atomic swap.
+
+    Shard groups are embedded and built in parallel (one machine each); each group's build gets its own
+    label range, and the index takes their files (hard links where they share a file system) unchanged:
+
+    \b
+    clamp index build shards-1 --out group-1 --first-label 1000000000000   # on machine 1
+    clamp index build shards-2 --out group-2 --first-label 2000000000000   # on machine 2
+    clamp index attach build/index group-1 group-2                          # where the index is served
+
+    A group must be one segment without deleted rows, of the index's model and HNSW settings, holding
+    labels and tunes the index does not. A running `clamp serve` picks the new generation up. Updates of
+    the index from its own shards dir leave attached groups alone; a full build of it is refused.
+    """
+    from indexer.index_attach import attach_indices
+
+    try:
+        manifest = attach_indices(index_dir, groups)
+    except (ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(
+        f"attached {len(groups)} group(s), +{manifest['attach']['added']} tunes in "
+        f"{manifest['build_seconds']:.1f} s: {index_dir} now holds {manifest['count']} tunes in "
+        f"{1 + len(manifest['segments'])} segment(s), generation {manifest['generation']}"
+    )
 
 
 @index.command()

@@ -6,7 +6,8 @@ manifest.json (runtime.storage.dirs.write_json), so readers see the old generati
 segment files are never rewritten, and what an older generation lists alone is removed after the swap
 (a reader that opened it keeps its files: runtime.search.items.CONNECTIONS). When the deleted rows would
 pass COMPACT_DELETED of all rows, None asks for a full build (the compaction); past MAX_SEGMENTS the
-added segments are merged into the new one.
+added segments are merged into the new one. Segments attached from other shard groups
+(indexer.index_attach) are neither compared with these shards nor merged: they stay as they are.
 """
 
 from __future__ import annotations
@@ -49,28 +50,35 @@ def update_index(
     model_dir: str | Path | None,
     batch_size: int = 8192,
     progress: bool = False,
+    first_label: int = 0,
 ) -> dict[str, Any] | None:
     """Update the index at `out_dir` (the caller holds its lock) to the shards; its new manifest.
 
-    None when a full build is due instead: another shards dir, model, model dir or HNSW settings, an
-    index of an older format, or deleted rows past COMPACT_DELETED.
+    None when a full build is due instead: another shards dir, model, model dir, HNSW settings or first
+    label, an index of an older format, or deleted rows past COMPACT_DELETED.
     """
     started = time.perf_counter()
     manifest = read_manifest(out_dir)
-    if not _same_recipe(manifest, shards_dir, hnsw, model_dir):
+    if (
+        not _same_recipe(manifest, shards_dir, hnsw, model_dir)
+        or manifest.get("first_label", 0) != first_label
+    ):
         return None
-    specs = segment_specs(out_dir, manifest, full_check=False)
+    every = segment_specs(out_dir, manifest, full_check=False)
+    attached = {entry["dir"]: entry for entry in manifest.get("segments", []) if "attached" in entry}
+    specs = every[:1] + [spec for spec in every[1:] if spec.directory.name not in attached]  # our own
     dead = read_deleted(out_dir, manifest)
     try:
-        live = _live_ids(specs, dead)
+        live = live_ids(specs, dead)
+        theirs = live_ids([spec for spec in every if spec not in specs], dead)
     except ValueError:  # items.sqlite of an older clamp: only a rebuild brings it to the current schema
         return None
     ids_by_file = _ids_by_file(shard_files(shards_dir))
     superseded = set(read_superseded(shards_dir))
     target = set().union(*ids_by_file.values()) - superseded
-    new = target - live.keys()
+    new = target - live.keys() - theirs.keys()  # a tune an attached group holds is not indexed twice
     gone = np.array(sorted(label for item_id, label in live.items() if item_id not in target), dtype=np.int64)
-    rows = sum(spec.rows for spec in specs)
+    rows = sum(spec.rows for spec in every)
     if not new and not len(gone):  # nothing to write: the index stays as it is
         seconds = round(time.perf_counter() - started, 3)
         return {
@@ -81,25 +89,24 @@ def update_index(
     deleted = np.union1d(dead, gone)
     if len(deleted) > COMPACT_DELETED * (rows + len(new)):
         return None
-    kept, merged = specs[:1], specs[1:]
-    if not new or len(specs) < MAX_SEGMENTS:
-        kept, merged = specs, []
+    merged = specs[1:] if new and len(specs) >= MAX_SEGMENTS else []  # our added ones; attached stay
     wanted = set(new)
     if merged:
         kept_labels = _within(np.fromiter(live.values(), dtype=np.int64, count=len(live)), merged)
         wanted |= {i for i, inside in zip(live, kept_labels, strict=True) if inside and i in target}
         deleted = deleted[~_within(deleted, merged)]
     generation = manifest.get("generation", 0) + 1
-    _remove_unlisted(out_dir, manifest)
-    segments = [_entry(spec) for spec in kept[1:]]
+    remove_unlisted(out_dir, manifest)
+    listed = {entry["dir"]: entry for entry in manifest.get("segments", [])}
+    segments = [listed[spec.directory.name] for spec in every[1:] if spec not in merged]
     if wanted:
-        first_label = max(spec.first_label + spec.rows for spec in specs)
+        first_label = max(spec.first_label + spec.rows for spec in every)
         files = [f for f, ids in ids_by_file.items() if not wanted.isdisjoint(ids)]
         name = SEGMENT_DIR.format(generation)
         built = _write(
             out_dir / name, files, wanted, first_label, manifest["dim"], hnsw, batch_size, progress
         )
-        segments.append(_entry(built))
+        segments.append(segment_entry(built))
     files_table = {name: manifest["files"][name] for name in INDEX_FILES}
     if len(deleted):
         deleted_file = DELETED_FILE.format(generation)
@@ -111,7 +118,7 @@ def update_index(
     updated = {
         **{key: value for key, value in manifest.items() if key not in ("segments", "deleted")},
         "generation": generation,
-        "count": specs[0].rows + sum(entry["rows"] for entry in segments) - len(deleted),
+        "count": every[0].rows + sum(entry["rows"] for entry in segments) - len(deleted),
         "base_rows": specs[0].rows,
         **({"segments": segments} if segments else {}),
         **({"deleted": {"file": deleted_file, "count": len(deleted)}} if len(deleted) else {}),
@@ -121,7 +128,7 @@ def update_index(
         "files": files_table,
     }
     write_json(out_dir / MANIFEST_FILE, updated)
-    _remove_unlisted(out_dir, updated)
+    remove_unlisted(out_dir, updated)
     return updated
 
 
@@ -150,7 +157,7 @@ def _same_recipe(
     )
 
 
-def _live_ids(specs: list[SegmentSpec], dead: np.ndarray) -> dict[str, int]:
+def live_ids(specs: list[SegmentSpec], dead: np.ndarray) -> dict[str, int]:
     """Each live item's label, by id, over all segments."""
     live: dict[str, int] = {}
     for spec in specs:
@@ -173,7 +180,7 @@ def _within(labels: np.ndarray, specs: list[SegmentSpec]) -> np.ndarray:
     return inside
 
 
-def _entry(spec: SegmentSpec) -> dict[str, Any]:
+def segment_entry(spec: SegmentSpec) -> dict[str, Any]:
     """How the root manifest lists an added segment."""
     return {
         "dir": spec.directory.name,
@@ -209,7 +216,7 @@ def _write(
     return SegmentSpec(directory, first_label, written.rows, file_sha256(directory / MANIFEST_FILE))
 
 
-def _remove_unlisted(out_dir: Path, manifest: dict[str, Any]) -> None:
+def remove_unlisted(out_dir: Path, manifest: dict[str, Any]) -> None:
     """Remove segment dirs and deleted-label files the manifest does not list, and temporary files."""
     listed = {entry["dir"] for entry in manifest.get("segments", [])} | {deleted_name(manifest)}
     for path in out_dir.iterdir():

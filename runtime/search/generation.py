@@ -3,8 +3,9 @@
 manifest.json is the only file an update rewrites (atomically: runtime.storage.dirs.write_json), so a
 reader that reads it once sees one generation whole. Beside the full build's own files (the base
 segment), it may list added segment dirs ("segments": dir, first_label, rows and the sha256 of the
-segment's own manifest.json) and a file of deleted labels ("deleted"); indices built before updates
-existed list neither and open as one segment.
+segment's own manifest.json; "attached" for one built apart: indexer.index_attach) and a file of deleted
+labels ("deleted"); indices built before updates existed list neither and open as one segment. The base
+segment's labels start at "first_label" (0 unless the build was given another).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def segment_specs(directory: Path, manifest: dict[str, Any], full_check: bool) -
     check_files(directory, files, full_check, REBUILD, IndexDirError)
     base_rows = manifest.get("base_rows", manifest.get("count"))
     fingerprint = "".join(files[name]["sha256"] for name in INDEX_FILES)
-    specs = [SegmentSpec(directory, 0, base_rows, fingerprint)]
+    specs = [SegmentSpec(directory, manifest.get("first_label", 0), base_rows, fingerprint)]
     entries = manifest.get("segments", [])
     if not isinstance(entries, list):
         raise IndexDirError(f"{where} has no valid 'segments' list; {REBUILD}")

@@ -172,7 +172,8 @@ class Index:
         self.items: ItemStore | SegmentStores = (
             stores[0] if len(stores) == 1 else SegmentStores(stores, starts)
         )
-        self.vectors = self.segments[0].vectors if len(self.segments) == 1 else LabelVectors(self.segments)
+        alone = len(self.segments) == 1 and self.segments[0].first_label == 0  # row r is label r
+        self.vectors = self.segments[0].vectors if alone else LabelVectors(self.segments)
         self.masks = [  # filters as masks over each segment's rows, for the filter planner
             FilterMasks(store, len(segment.vectors), segment.first_label)
             for store, segment in zip(stores, self.segments, strict=True)

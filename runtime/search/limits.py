@@ -50,6 +50,7 @@ EF = Limit("ef (the HNSW search beam)", 1, 100_000)
 HNSW_M = Limit("m (HNSW links per node)", 2, 256)
 EF_CONSTRUCTION = Limit("ef-construction", 1, 100_000)
 THREADS = Limit("threads", 1, 4096)
+FIRST_LABEL = Limit("first-label (where an index's labels start)", 0, 1 << 62)  # labels are int64
 
 TEXT_CHARS = 4096  # a text query (the text tower reads at most 128 tokens of it)
 ABC_CHARS = 1 << 20  # an ABC query
