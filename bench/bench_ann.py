@@ -181,6 +181,8 @@ def bench_size(size: int, base: np.ndarray, args: argparse.Namespace) -> dict:
     truth = [set(rows.tolist()) for rows in exact_top_k(queries, x, K)[1]]
     builds = {}
     for name, (file, builder) in BUILDS.items():
+        if name not in args.only:
+            continue
         print(f"n={size}: building {name}", file=sys.stderr, flush=True)
         started = time.perf_counter()
         save = builder(x, args)
@@ -194,7 +196,7 @@ def bench_size(size: int, base: np.ndarray, args: argparse.Namespace) -> dict:
     dim = x.shape[1]
     del x
     rows = []
-    for name, build, loader in SERVINGS:
+    for name, build, loader in (serving for serving in SERVINGS if serving[1] in args.only):
         print(f"n={size}: serving {name}", file=sys.stderr, flush=True)
         efs = [None] if build == "exact numpy" else args.ef
         with multiprocessing.get_context("spawn").Pool(1) as pool:
@@ -233,7 +235,15 @@ def main() -> None:
     )
     add_corpus_arguments(parser, workdir="build/bench-ann")
     parser.add_argument("--build-threads", type=int, default=2, help="Threads for every library's build.")
+    parser.add_argument(
+        "--only",
+        type=lambda text: text.split(","),
+        default=list(BUILDS),
+        help=f"Comma-separated builds to run (and serve), of: {', '.join(BUILDS)} [default: all]",
+    )
     args = parser.parse_args()
+    if unknown := set(args.only) - set(BUILDS):
+        parser.error(f"unknown --only build(s): {', '.join(sorted(unknown))}")
     base, _, origin = load_base(args, None)  # --base-shards, else synthetic: nothing is embedded here
     args.sigma = noise_scale(base, args.noise)
     os.environ.update(ONE_THREAD_ENV)  # inherited by the serving processes only: this one has started

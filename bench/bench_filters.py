@@ -49,7 +49,7 @@ FILTERS = [
 
 def before(index: Index, queries: np.ndarray, k: int, tree: Filter) -> np.ndarray:
     """Index.nearest's filtered path before the planner (commit 36fe70c), for comparison: its labels."""
-    labels, _ = index.graph.knn_query(queries, k=k * 10, num_threads=1)
+    labels, _ = index.segments[0].graph.knn_query(queries, k=k * 10, num_threads=1)
     passing = np.isin(labels, index.items.labels_matching(tree, among=np.unique(labels)))
     if (passing.sum(axis=1) >= k).all():
         return np.stack([row[np.flatnonzero(keep)[:k]] for row, keep in zip(labels, passing, strict=True)])
@@ -58,7 +58,9 @@ def before(index: Index, queries: np.ndarray, k: int, tree: Filter) -> np.ndarra
         return allowed[exact_top_k(queries, index.vectors[allowed], k)[1]]
     allowed_set = set(allowed.tolist())
     try:
-        return index.graph.knn_query(queries, k=k, num_threads=1, filter=allowed_set.__contains__)[0]
+        return index.segments[0].graph.knn_query(
+            queries, k=k, num_threads=1, filter=allowed_set.__contains__
+        )[0]
     except RuntimeError:
         return allowed[exact_top_k(queries, index.vectors[allowed], k)[1]]
 
@@ -96,16 +98,17 @@ def unit_costs(index: Index, queries: np.ndarray) -> None:
     exact_ms, _ = timed(lambda q: planner.exact(index.vectors, some, q, K), queries[:50])
     per_item = np.median(exact_ms) * 1000 / np.count_nonzero(some)
     fetch = 3000
-    fetch_ms, _ = timed(lambda q: index.graph.knn_query(q, k=fetch, num_threads=1), queries[:50])
+    fetch_ms, _ = timed(lambda q: index.segments[0].graph.knn_query(q, k=fetch, num_threads=1), queries[:50])
     share = 0.05
     wide = rng.random(len(index)) < share
     calls = []
     for query in queries[:50]:
-        index.graph.knn_query(
+        index.segments[0].graph.knn_query(
             query, k=K, num_threads=1, filter=lambda label: calls.append(label) or wide[label]
         )
     walk_ms, _ = timed(
-        lambda q: index.graph.knn_query(q, k=K, num_threads=1, filter=wide.__getitem__), queries[:50]
+        lambda q: index.segments[0].graph.knn_query(q, k=K, num_threads=1, filter=wide.__getitem__),
+        queries[:50],
     )
     per_call = np.median(walk_ms) * 1000 / (len(calls) / 50)
     per_fetch = np.median(fetch_ms) * 1000 / fetch
@@ -141,7 +144,8 @@ def main() -> None:
     index = Index(index_dir, read_manifest(index_dir), None)
     base = base_vectors(Path(args.base_shards))
     queries, _ = replicas(base, args.queries, noise_scale(base, 0.5), np.random.default_rng(7))
-    cached, fresh = index.masks, FilterMasks(index.items, len(index), cache_size=0)  # fresh: never cached
+    # One segment (a full build): its masks, and the same never cached.
+    cached, fresh = index.masks[0], FilterMasks(index.items, len(index), cache_size=0)
     loads = []
     for field in ("origin", "rhythm", "meter", "source"):
         started = time.perf_counter()
@@ -154,16 +158,17 @@ def main() -> None:
         "| filter | passes | before p50 / p99 ms | before recall | planner p50 / p99 ms | planner recall "
         "| planner, mask cached, p50 / p99 ms | planner answered by |\n|---|---|---|---|---|---|---|---|"
     )
+    graph = index.segments[0].graph
     for text in FILTERS:
         tree = parse_filter(text)
         passing = cached.mask(tree)
         truth = planner.exact(index.vectors, passing, queries, K)[0]
         old_ms, old = timed(lambda q, t=tree: before(index, q, K, t), queries[: args.before_queries])
-        index.masks = fresh
+        index.masks = [fresh]
         new_ms, new = timed(lambda q, t=text: index.nearest(q, K, filter=t)[0], queries)
-        index.masks = cached
+        index.masks = [cached]
         cached_ms, found = timed(  # Index.nearest's own steps, to see how the planner answered
-            lambda q, t=text: planner.search(index.graph, index.vectors, cached.mask(parse_filter(t)), q, K),
+            lambda q, t=text: planner.search(graph, index.vectors, cached.mask(parse_filter(t)), q, K),
             queries,
         )
         how = Counter(h for f in found for h in f.how)
