@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from query_corpus import Corpus, build_corpus, clamp, corpus_path, other_model_dir
-from updating import BASE_FILES, MORE, add_file, update
+from updating import BASE_FILES, MORE, add_file, embed_into, update
 
 from indexer.index_build import build_index
 from runtime.search.index import Index, read_manifest
@@ -34,7 +34,7 @@ def group(corpus: Corpus, root: Path, name: str, number: int | None) -> Path:
     abc.mkdir()
     shutil.copy(corpus_path(name), abc / name.replace("/", "-"))
     shards, out = root / f"shards-{slug}", root / f"group-{slug}"
-    clamp("embed", abc, "--model", corpus.model_dir, "--out", shards, "--workers", 0, "--quiet")
+    embed_into(shards, corpus.model_dir, abc)
     labels = [] if number is None else ["--first-label", number * GROUP_LABELS]
     clamp("index", "build", shards, "--out", out, "--model", corpus.model_dir, *labels)
     return out
@@ -47,18 +47,7 @@ def abc_dir(root: Path, name: str) -> Path:
 def full_build(corpus: Corpus, root: Path, *dirs: Path) -> Index:
     """One index over every file of the corpus and the groups, embedded from the same paths (same ids)."""
     shards = root / "all-shards"
-    clamp(
-        "embed",
-        corpus.abc_dir,
-        *dirs,
-        "--model",
-        corpus.model_dir,
-        "--out",
-        shards,
-        "--workers",
-        0,
-        "--quiet",
-    )
+    embed_into(shards, corpus.model_dir, corpus.abc_dir, *dirs)
     build_index(shards, root / "all", model_dir=corpus.model_dir)
     return Index.open(root / "all")
 

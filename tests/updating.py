@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from query_corpus import Corpus, clamp, corpus_path
 
@@ -13,16 +14,12 @@ MORE = ("oneills1850/1556-1624.abc", "essenFolksong/irl.abc")  # 69 hornpipes, 6
 
 
 def embed(corpus: Corpus) -> None:
-    clamp(
-        "embed",
-        corpus.abc_dir,
-        "--model",
-        corpus.model_dir,
-        "--out",
-        corpus.shards_dir,
-        "--quiet",
-        "--resume",
-    )
+    embed_into(corpus.shards_dir, corpus.model_dir, corpus.abc_dir, "--resume")
+
+
+def embed_into(shards_dir: Path, model_dir: Path, *inputs: object) -> None:
+    """`clamp embed INPUTS... --model MODEL_DIR --out SHARDS_DIR` (inputs may end in more options)."""
+    clamp("embed", *inputs, "--model", model_dir, "--out", shards_dir, "--workers", 0, "--quiet")
 
 
 def add_file(corpus: Corpus, name: str) -> None:
