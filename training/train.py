@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import platform
 import random
 import time
@@ -188,7 +189,7 @@ def cached_per_text(
         known.update(zip(missing, encode(missing), strict=True))
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npz")
+            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")  # runs sharing the cache: one each
             arrays = list(known.values())
             rows = np.array([len(a) for a in arrays], dtype=np.int64)
             np.savez(tmp, texts=json.dumps(list(known)), features=np.concatenate(arrays), rows=rows)
