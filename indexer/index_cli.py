@@ -111,7 +111,7 @@ def build(
         update, segments = manifest["update"], 1 + len(manifest.get("segments", []))
         click.echo(
             f"updated {out_dir}: +{update['added']} -{update['deleted']} tunes in {took:.1f} s, now "
-            f"{manifest['count']} tunes in {segments} segment(s), generation {manifest['generation']}"
+            f"{manifest['count']} tunes in {segments} segment(s), generation {manifest.get('generation', 0)}"
         )
         return
     click.echo(f"indexed {manifest['count']} tunes ({manifest['dim']}-d) in {took:.1f} s -> {out_dir}")

@@ -193,3 +193,12 @@ def test_an_index_listing_a_segment_it_lacks_is_refused_by_name(corpus):
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="lists a segment without a dir"):
         Index.open(corpus.index_dir)
+
+
+def test_building_again_over_an_index_never_updated_changes_nothing_and_says_so(corpus):
+    before = read_manifest(corpus.index_dir)
+    output = clamp(
+        "index", "build", corpus.shards_dir, "--out", corpus.index_dir, "--model", corpus.model_dir
+    )
+    assert "+0 -0 tunes" in output and "generation 0" in output  # as a second `make demo` builds
+    assert read_manifest(corpus.index_dir) == before
