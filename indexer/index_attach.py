@@ -81,7 +81,10 @@ def attach_indices(index_dir: str | Path, groups: Sequence[str | Path]) -> dict[
 def refuse_dropping_attached(index_dir: Path, shards_dir: Path) -> None:
     """Refuse a full build over an index with attached groups: built from its own shards alone, it would
     lose them."""
-    groups = [entry for entry in read_manifest(index_dir).get("segments", []) if "attached" in entry]
+    entries = read_manifest(index_dir).get("segments")
+    groups = (
+        [e for e in entries if isinstance(e, dict) and "attached" in e] if isinstance(entries, list) else []
+    )
     if groups:
         where = ", ".join(entry["attached"]["from"] for entry in groups)
         raise ValueError(

@@ -85,10 +85,11 @@ def build(
     the new one is complete; any other non-empty --out (a model dir, another program's files) is
     refused.
 
-    An index at --out built from the same SHARDS_DIR, model and HNSW settings is updated instead: the
-    rows added since become a new segment and rows whose files changed are deleted, in one atomic
-    swap of its manifest.json that a running `clamp serve` picks up. Past 20% deleted rows it is
-    rebuilt; past 8 segments the added ones are merged.
+    An index at --out built from the same SHARDS_DIR, model, HNSW settings and first label is updated
+    instead: the rows added since become a new segment and rows whose files changed are deleted, in one
+    atomic swap of its manifest.json that a running `clamp serve` picks up. Past 20% deleted rows it is
+    rebuilt; past 8 segments the added ones are merged. Groups attached to it (`clamp index attach`)
+    stay as they are, and a rebuild that would drop them is refused.
     """
     from indexer.index_build import build_index
 

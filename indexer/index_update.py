@@ -65,8 +65,8 @@ def update_index(
     ):
         return None
     every = segment_specs(out_dir, manifest, full_check=False)
-    attached = {entry["dir"]: entry for entry in manifest.get("segments", []) if "attached" in entry}
-    specs = every[:1] + [spec for spec in every[1:] if spec.directory.name not in attached]  # our own
+    listed = {entry["dir"]: entry for entry in manifest.get("segments", [])}
+    specs = every[:1] + [spec for spec in every[1:] if "attached" not in listed[spec.directory.name]]
     dead = read_deleted(out_dir, manifest)
     try:
         live = live_ids(specs, dead)
@@ -97,15 +97,12 @@ def update_index(
         deleted = deleted[~_within(deleted, merged)]
     generation = manifest.get("generation", 0) + 1
     remove_unlisted(out_dir, manifest)
-    listed = {entry["dir"]: entry for entry in manifest.get("segments", [])}
     segments = [listed[spec.directory.name] for spec in every[1:] if spec not in merged]
     if wanted:
-        first_label = max(spec.first_label + spec.rows for spec in every)
+        start = max(spec.first_label + spec.rows for spec in every)  # after every label in use
         files = [f for f, ids in ids_by_file.items() if not wanted.isdisjoint(ids)]
         name = SEGMENT_DIR.format(generation)
-        built = _write(
-            out_dir / name, files, wanted, first_label, manifest["dim"], hnsw, batch_size, progress
-        )
+        built = _write(out_dir / name, files, wanted, start, manifest["dim"], hnsw, batch_size, progress)
         segments.append(segment_entry(built))
     files_table = {name: manifest["files"][name] for name in INDEX_FILES}
     if len(deleted):
